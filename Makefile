@@ -1,0 +1,23 @@
+# The two commands of the README. Both build the virtualenv they need from pyproject.toml.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: serve test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all]' --group test
+	touch $(STAMP)
+
+## serve: the site on http://$(HOST):$(PORT), reloading on changes to docs/, examples/ and src/
+serve: $(STAMP)
+	$(BIN)/mkdocs serve --dev-addr $(HOST):$(PORT)
+
+## test: the whole suite (fakeredis always; real Redis and Chromium when they are there)
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,166 @@
+"""The docs pipeline's rules, each a test that fails when the rule is broken."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from pytest_examples import CodeExample, EvalExample, find_examples
+
+from docs_rules import (
+    broken_includes,
+    only_includes,
+    unincluded_examples,
+    untested_examples,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+# Literal Python blocks in the pages and in the library's docstrings. Blocks that are only a
+# `--8<--` include are left out here: their file is tested by tests/examples/ instead.
+LITERAL_EXAMPLES = [
+    ex for ex in find_examples(str(ROOT / "docs"), str(ROOT / "src")) if not only_includes(ex.source)
+]
+
+
+@pytest.mark.parametrize("example", LITERAL_EXAMPLES, ids=str)
+def test_literal_examples_run_and_lint(example: CodeExample, eval_example: EvalExample) -> None:
+    eval_example.set_config(line_length=100, target_version="py311")
+    if eval_example.update_examples:
+        eval_example.format(example)
+        eval_example.run_print_update(example)
+    else:
+        eval_example.lint(example)
+        eval_example.run_print_check(example)
+
+
+def test_there_are_literal_examples() -> None:
+    # Guards the collection above: a path mistake must not turn the test into zero tests.
+    assert LITERAL_EXAMPLES, "found no literal Python examples in docs/ or src/"
+
+
+def test_every_include_target_exists() -> None:
+    assert broken_includes(ROOT) == []
+
+
+def test_every_example_file_is_included_by_a_page() -> None:
+    assert unincluded_examples(ROOT) == []
+
+
+def test_every_example_file_is_named_by_a_test() -> None:
+    assert untested_examples(ROOT) == []
+
+
+def make_broken_tree(root: Path) -> None:
+    (root / "docs").mkdir()
+    (root / "examples" / "chapter").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "examples" / "chapter" / "shown.py").write_text("# --8<-- [start:a]\nx = 1\n# --8<-- [end:a]\n")
+    (root / "examples" / "chapter" / "orphan.py").write_text("y = 2\n")
+    (root / "docs" / "page.md").write_text(
+        '```python\n--8<-- "examples/chapter/shown.py:a"\n```\n'
+        '```python\n--8<-- "examples/chapter/shown.py:missing"\n```\n'
+        '```python\n--8<-- "examples/chapter/gone.py"\n```\n'
+    )
+    (root / "tests" / "test_x.py").write_text('PATH = "chapter/shown.py"\n')
+
+
+def test_rules_catch_a_broken_tree(tmp_path: Path) -> None:
+    make_broken_tree(tmp_path)
+    assert broken_includes(tmp_path) == [
+        "docs/page.md includes examples/chapter/shown.py: no [start:missing] marker",
+        "docs/page.md includes examples/chapter/shown.py: no [end:missing] marker",
+        "docs/page.md includes examples/chapter/gone.py: no such file",
+    ]
+    assert unincluded_examples(tmp_path) == ["examples/chapter/orphan.py is not included by any page"]
+    assert untested_examples(tmp_path) == [
+        "examples/chapter/orphan.py is not named by any test under tests/"
+    ]
+
+
+def test_only_includes_tells_include_blocks_from_code() -> None:
+    assert only_includes('--8<-- "examples/a.py"\n')
+    assert only_includes('--8<-- "examples/a.py:part"\n\n--8<-- "examples/b.py"\n')
+    assert not only_includes('--8<-- "examples/a.py"\nprint(1)\n')
+    assert not only_includes("")
+
+
+def run_mkdocs_build(site_dir: Path, config: Path = ROOT / "mkdocs.yml") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "mkdocs"), "build", "--strict", "--config-file", str(config), "--site-dir", str(site_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_strict_build_succeeds(tmp_path: Path) -> None:
+    result = run_mkdocs_build(tmp_path / "site")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "site" / "index.html").is_file()
+    assert (tmp_path / "site" / "event-stream-format" / "index.html").is_file()
+
+
+def test_strict_build_fails_on_a_missing_include(tmp_path: Path) -> None:
+    # The same site with one include pointing nowhere must not build: snippets' check_paths is on.
+    docs = tmp_path / "docs"
+    subprocess.run(["cp", "-r", str(ROOT / "docs"), str(docs)], check=True)
+    page = docs / "event-stream-format.md"
+    page.write_text(page.read_text() + '\n```python\n--8<-- "examples/nowhere.py"\n```\n')
+    config = tmp_path / "mkdocs.yml"
+    config.write_text((ROOT / "mkdocs.yml").read_text() + f"\ndocs_dir: {docs}\n")
+    result = run_mkdocs_build(tmp_path / "site", config)
+    assert result.returncode != 0
+    assert "nowhere.py" in result.stderr
+
+
+def test_strict_build_fails_on_a_broken_link(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    subprocess.run(["cp", "-r", str(ROOT / "docs"), str(docs)], check=True)
+    page = docs / "index.md"
+    page.write_text(page.read_text() + "\n[gone](no-such-page.md)\n")
+    config = tmp_path / "mkdocs.yml"
+    config.write_text((ROOT / "mkdocs.yml").read_text() + f"\ndocs_dir: {docs}\n")
+    result = run_mkdocs_build(tmp_path / "site", config)
+    assert result.returncode != 0
+    assert "no-such-page.md" in result.stderr
+
+
+def netlify() -> dict:
+    return tomllib.loads((ROOT / "netlify.toml").read_text())
+
+
+def test_netlify_config_builds_strictly_and_sends_security_headers() -> None:
+    config = netlify()
+    assert "mkdocs build --strict" in config["build"]["command"]
+    assert config["build"]["publish"] == "site"
+    assert config["build"]["environment"]["PYTHON_VERSION"]
+    headers = {k: v for rule in config["headers"] if rule["for"] == "/*" for k, v in rule["values"].items()}
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["Referrer-Policy"]
+    assert not any(r.get("from") == "/*" for r in config.get("redirects", [])), "no SPA catch-all"
+
+
+def test_netlify_build_command_produces_the_site(tmp_path: Path) -> None:
+    # Run Netlify's own command, as written, with this venv first on PATH (as Netlify's Python is).
+    command = netlify()["build"]["command"]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PIP_QUIET": "1"}
+    workdir = tmp_path / "checkout"
+    shutil.copytree(
+        ROOT, workdir,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "site", "__pycache__", ".pytest_cache", ".hypothesis", "node_modules"
+        ),
+    )
+    result = subprocess.run(
+        ["sh", "-c", command], cwd=workdir, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, f"{shlex.quote(command)} failed:\n{result.stderr[-3000:]}"
+    assert (workdir / "site" / "index.html").is_file()
+
