@@ -1,0 +1,59 @@
+"""Typed exceptions. Each message says what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class SidestreamError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class InvalidChannel(SidestreamError, ValueError):
+    """A channel name does not match the documented pattern."""
+
+
+class PayloadTooLarge(SidestreamError, ValueError):
+    """An event's data is larger than the configured cap."""
+
+
+class InvalidCursor(SidestreamError, ValueError):
+    """A cursor (last event id) is not a stream id of the form ``<ms>-<seq>``."""
+
+
+class HistoryGap(SidestreamError):
+    """Events after the client's cursor were trimmed from the retained history.
+
+    The client missed events it can never get: it must reload its state, then continue from
+    ``latest_id``.
+    """
+
+    def __init__(self, channel: str, after_id: str, oldest_id: str | None, latest_id: str) -> None:
+        self.channel = channel
+        self.after_id = after_id
+        self.oldest_id = oldest_id
+        self.latest_id = latest_id
+        super().__init__(
+            f"events on {channel!r} after {after_id} are no longer retained "
+            f"(oldest retained: {oldest_id or 'none'}); reload state and continue from {latest_id}"
+        )
+
+
+class AccessDenied(SidestreamError):
+    """Base of the two refusals an authorizer raises; ``reason`` is safe to show the client."""
+
+    status = 403
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class Unauthorized(AccessDenied):
+    """No credentials, or credentials that do not verify (HTTP 401)."""
+
+    status = 401
+
+
+class Forbidden(AccessDenied):
+    """Valid credentials that do not grant what was asked (HTTP 403)."""
+
+    status = 403
