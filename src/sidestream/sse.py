@@ -163,16 +163,29 @@ def comment(text: str = "") -> bytes:
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
+def _milliseconds(value: str) -> int | None:
+    """A `retry` value if it is only ASCII digits; like Chromium, None if it overflows 64 bits."""
+    if value.isascii() and value.isdigit() and len(value.lstrip("0")) <= 20:
+        delay = int(value)
+        if delay < 2**64:
+            return delay
+    return None
+
+
 class EventStreamParser:
     r"""Incremental event-stream parser: feed it bytes as they arrive, get the events they complete.
 
-    It follows the WHATWG HTML standard's "interpret an event stream" rules, as `EventSource` does:
-    UTF-8 decoding (a character may be split across chunks; one leading BOM is dropped, invalid bytes
-    become U+FFFD), lines ended by CR, LF or CRLF (even when CR and LF arrive in different chunks),
-    a field name and value split at the first colon with one leading space removed from the value,
-    several `data` lines joined by LF, comments and unknown fields ignored, an `id` containing NUL
-    ignored, and `retry` accepted only as ASCII digits. A block without any `data` line is not
-    dispatched (its `id` and `retry` still take effect); a block with an empty `data:` line is.
+    It follows the WHATWG HTML standard's "interpret an event stream" rules, as `EventSource`
+    does:
+
+    - UTF-8 decoding: a character may be split across chunks, one leading BOM is dropped, invalid
+      bytes become U+FFFD;
+    - lines end with CR, LF or CRLF, even when the CR and the LF arrive in different chunks;
+    - a line splits into field name and value at the first colon, and one space after the colon
+      is removed; a line starting with a colon is a comment; unknown fields are ignored;
+    - several `data` lines are joined by LF; a block without any `data` line is not dispatched
+      (its `id` and `retry` still take effect), while a block with an empty `data:` line is;
+    - an `id` containing NUL is ignored; a `retry` is accepted only as ASCII digits.
 
     Attributes:
         last_event_id: The last event id in force (`""` before any), which a reconnecting client
@@ -270,11 +283,8 @@ class EventStreamParser:
         elif name == "id":
             if "\0" not in value:
                 self.last_event_id = value
-        elif name == "retry" and value.isascii() and value.isdigit():
-            try:
-                self.retry = self._retry_in_block = int(value)
-            except ValueError:  # more digits than int() converts: no sane delay
-                pass
+        elif name == "retry" and (delay := _milliseconds(value)) is not None:
+            self.retry = self._retry_in_block = delay
         # Any other field name is ignored.
 
     def _dispatch(self, events: list[Event]) -> None:
