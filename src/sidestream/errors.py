@@ -57,3 +57,44 @@ class Forbidden(AccessDenied):
     """Valid credentials that do not grant what was asked (HTTP 403)."""
 
     status = 403
+
+
+class InvalidToken(Unauthorized):
+    """A stream token is missing, malformed, expired, for another audience or badly signed (401)."""
+
+
+class InvalidTokenConfig(SidestreamError, ValueError):
+    """`sidestream.tokens` was configured unsafely (no key, a short HMAC key, `alg: none`)."""
+
+
+class InvalidUpdate(SidestreamError, ValueError):
+    """A Mercure update breaks the protocol's rules (no topic, an id starting with ``#`` ...)."""
+
+
+class MercureError(SidestreamError):
+    """A Mercure hub refused an update. ``status`` is the HTTP status (``None``: no answer)."""
+
+    def __init__(self, message: str, status: int | None = None, body: str = "") -> None:
+        self.status = status
+        self.body = body
+        super().__init__(message)
+
+
+class MercureBadRequest(MercureError):
+    """400: the hub found the update malformed (a missing topic, a bad ``retry``)."""
+
+
+class MercureUnauthorized(MercureError):
+    """401: no publisher JWT, or one the hub cannot verify (wrong key, expired)."""
+
+
+class MercureForbidden(MercureError):
+    """403: the JWT's ``mercure.publish`` does not cover every topic of the update."""
+
+
+class MercurePayloadTooLarge(MercureError):
+    """413: the update is bigger than the hub (or a proxy in front of it) accepts."""
+
+
+class MercureUnavailable(MercureError):
+    """5xx, a timeout or a network error, still failing after every retry."""
