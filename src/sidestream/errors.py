@@ -19,6 +19,14 @@ class InvalidCursor(SidestreamError, ValueError):
     """A cursor (last event id) is not a stream id of the form ``<ms>-<seq>``."""
 
 
+class InvalidEvent(SidestreamError, ValueError):
+    """An event to publish is malformed (data not text, or an event type with CR, LF or NUL)."""
+
+
+class InvalidArgument(SidestreamError, ValueError):
+    """A numeric argument (a wait timeout, a history limit) is out of its documented range."""
+
+
 class HistoryGap(SidestreamError):
     """Events after the client's cursor were trimmed from the retained history.
 

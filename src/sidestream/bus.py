@@ -1,0 +1,610 @@
+"""The Redis event bus: publish once, read live, resume from history, wait without polling.
+
+Each channel is two things in Redis, both named under a configurable prefix:
+
+- a **stream** ([`stream_key`][sidestream.bus.Bus.stream_key]) that keeps the last `maxlen` events
+  (approximately: `XADD … MAXLEN ~`), so a client that comes back with the last id it saw gets
+  exactly what it missed, and
+- a **pub/sub channel** ([`live_channel`][sidestream.bus.Bus.live_channel]) that announces each
+  event to whoever is listening right now (the stream service's one subscription per process).
+
+[`Bus.publish`][sidestream.bus.Bus.publish] does both in one Lua script, so no listener can see an
+event that history does not have. [`Bus.wait`][sidestream.bus.Bus.wait] is one `XREAD BLOCK`:
+Redis parks the request and answers when an event arrives, and the waiting costs no command at
+all. [`Bus.publish_live`][sidestream.bus.Bus.publish_live] is the plain pub/sub mode: fire and
+forget, no history, nothing to resume from.
+
+```python
+from sidestream.bus import Bus, connect
+
+bus = Bus(connect("memory://"), prefix="doc:")
+first = bus.publish("orders", '{"id": 1}', event="created")
+bus.publish("orders", '{"id": 2}', event="created")
+print([event.data for event in bus.history("orders", after_id=first)])
+#> ['{"id": 2}']
+print(bus.wait("orders", after_id=bus.latest_id("orders"), timeout=0.01))
+#> []
+```
+
+[`Bus`][sidestream.bus.Bus] is for WSGI code (Flask); [`AsyncBus`][sidestream.bus.AsyncBus] has
+the same methods, awaited, for asyncio code (the Falcon service). Both share one implementation:
+each operation is written once as a plan of Redis commands, and only the loop that sends them
+differs.
+
+**Connections.** Every method borrows one connection from the client's pool for one command,
+except `wait`, which holds it for the whole wait. redis-py's pool holds at most 100 connections by
+default, so one process can hold about 100 waits at a time; raise it with `?max_connections=` in
+the URL. redis-py 8 also gives every connection a 5 second socket timeout by default, which would
+cut a longer `XREAD BLOCK` short: [`connect`][sidestream.bus.connect] sets
+[`SOCKET_TIMEOUT`][sidestream.bus.SOCKET_TIMEOUT] instead, and with any other client `wait` blocks
+in slices that fit its socket timeout (one command per slice instead of one per wait).
+
+**Responses.** `connect` returns clients with `decode_responses=False` (bytes); the bus accepts
+clients with either setting, and RESP2 or RESP3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
+
+import redis
+import redis.asyncio
+from redis.exceptions import NoScriptError, ResponseError
+
+from sidestream.errors import (
+    HistoryGap,
+    InvalidArgument,
+    InvalidChannel,
+    InvalidCursor,
+    InvalidEvent,
+    PayloadTooLarge,
+)
+from sidestream.sse import Event
+
+if TYPE_CHECKING:
+    import fakeredis
+
+__all__ = [
+    "CHANNEL_PATTERN",
+    "MEMORY_URL",
+    "SOCKET_TIMEOUT",
+    "AsyncBus",
+    "Bus",
+    "connect",
+    "connect_async",
+    "decode_live",
+    "fake_server",
+    "parse_cursor",
+    "validate_channel",
+]
+
+CHANNEL_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
+"""What a channel name may be: a letter or digit, then up to 127 of letters, digits and `._:/-`."""
+
+MEMORY_URL: Final = "memory://"
+"""The URL of the embedded fakeredis server (also what an unset `REDIS_URL` means)."""
+
+SOCKET_TIMEOUT: Final = 35.0
+"""Socket timeout (seconds) of the clients [`connect`][sidestream.bus.connect] makes: longer than
+the longest long poll (30 s), so one `XREAD BLOCK` covers a whole wait."""
+
+_CURSOR = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
+_U64_MAX: Final = 2**64 - 1
+_MAX_LIMIT: Final = 10_000
+_MAX_EVENT_TYPE: Final = 256
+
+# KEYS[1] = stream; ARGV = maxlen, data, event type ('' for none), live channel.
+# `prev` records the id this event follows, so history can tell a trimmed gap from no gap at all.
+_PUBLISH_LUA: Final = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if last[1] then prev = last[1][1] end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+                      'data', ARGV[2], 'event', ARGV[3], 'prev', prev)
+redis.call('PUBLISH', ARGV[4], id .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[2])
+return id
+"""
+_PUBLISH_SHA: Final = hashlib.sha1(_PUBLISH_LUA.encode()).hexdigest()
+
+# ---------------------------------------------------------------------------------------------
+# Connecting
+# ---------------------------------------------------------------------------------------------
+
+_server: fakeredis.FakeServer | None = None
+_server_lock = threading.Lock()
+
+
+def fake_server() -> fakeredis.FakeServer:
+    """The one process-wide embedded server behind every `memory://` client (sync and async)."""
+    global _server
+    with _server_lock:
+        if _server is None:
+            import fakeredis
+
+            _server = fakeredis.FakeServer()
+        return _server
+
+
+def _resolve(url: str | None) -> str | None:
+    """The real Redis URL to use, or None for the embedded server."""
+    url = url if url is not None else os.environ.get("REDIS_URL", "")
+    return None if url in ("", MEMORY_URL) else url
+
+
+def connect(url: str | None = None) -> redis.Redis:
+    """A sync Redis client for [`Bus`][sidestream.bus.Bus].
+
+    Args:
+        url: A `redis://` / `rediss://` / `unix://` URL; defaults to the `REDIS_URL` environment
+            variable. Unset, empty or `memory://` gives a client of the embedded fakeredis server
+            (one per process, shared with [`connect_async`][sidestream.bus.connect_async]).
+            Query options in the URL (`?max_connections=200&socket_timeout=40`) override the
+            defaults set here.
+
+    Returns:
+        A client with `decode_responses=False` and a socket timeout of
+        [`SOCKET_TIMEOUT`][sidestream.bus.SOCKET_TIMEOUT].
+    """
+    real = _resolve(url)
+    if real is None:
+        import fakeredis
+
+        return fakeredis.FakeRedis(server=fake_server(), socket_timeout=SOCKET_TIMEOUT)
+    return redis.Redis.from_url(real, socket_timeout=SOCKET_TIMEOUT)
+
+
+def connect_async(url: str | None = None) -> redis.asyncio.Redis:
+    """An asyncio client for [`AsyncBus`][sidestream.bus.AsyncBus].
+
+    Same URL rules and settings as [`connect`][sidestream.bus.connect]; a `memory://` client
+    shares the embedded server with the sync ones.
+    """
+    real = _resolve(url)
+    if real is None:
+        import fakeredis
+
+        return fakeredis.FakeAsyncRedis(server=fake_server(), socket_timeout=SOCKET_TIMEOUT)
+    return redis.asyncio.Redis.from_url(real, socket_timeout=SOCKET_TIMEOUT)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation and encoding (pure functions, shared by both buses)
+# ---------------------------------------------------------------------------------------------
+
+
+def validate_channel(name: str) -> str:
+    """Return `name` if it is a valid channel name, else raise.
+
+    Raises:
+        InvalidChannel: `name` does not match `[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}`.
+    """
+    if not isinstance(name, str) or not CHANNEL_PATTERN.fullmatch(name):
+        raise InvalidChannel(
+            f"channel name {name!r} is not valid: use 1 to 128 characters, letters, digits and "
+            "'._:/-', starting with a letter or digit (for example 'orders' or 'user:42')"
+        )
+    return name
+
+
+def parse_cursor(cursor: str) -> tuple[int, int]:
+    """Parse a cursor (an event id this bus returned, or `"0"` for the start) into `(ms, seq)`.
+
+    Raises:
+        InvalidCursor: `cursor` is not `<ms>-<seq>` or `<ms>` in decimal digits.
+    """
+    match = _CURSOR.fullmatch(cursor) if isinstance(cursor, str) else None
+    if match is None or int(match[1]) > _U64_MAX or int(match[2] or 0) > _U64_MAX:
+        raise InvalidCursor(
+            f"cursor {cursor!r} is not an event id: pass the id of the last event you received "
+            "(like '1700000000000-0'), '0' for the start of history, or latest_id() for 'now'"
+        )
+    return int(match[1]), int(match[2] or 0)
+
+
+def _format_id(ms_seq: tuple[int, int]) -> str:
+    return f"{ms_seq[0]}-{ms_seq[1]}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _check_event(data: str, event: str | None, max_data_bytes: int) -> tuple[bytes, bytes]:
+    """Validate an event to publish; return its data and type as the bytes Redis will store."""
+    if not isinstance(data, str):
+        raise InvalidEvent(
+            f"data must be a str, not {type(data).__name__}: serialize it first "
+            "(for example json.dumps(payload))"
+        )
+    if event is not None and (
+        not isinstance(event, str)
+        or not event
+        or len(event) > _MAX_EVENT_TYPE
+        or any(c in event for c in "\r\n\0")
+    ):
+        raise InvalidEvent(
+            f"event type {event!r} is not valid: use None for the default type, or a non-empty "
+            f"str of at most {_MAX_EVENT_TYPE} characters without CR, LF or NUL"
+        )
+    encoded = data.encode()
+    if len(encoded) > max_data_bytes:
+        raise PayloadTooLarge(
+            f"event data is {len(encoded)} bytes, over this bus's cap of {max_data_bytes}: "
+            "publish an id or a URL and let clients fetch the body, or raise max_data_bytes"
+        )
+    return encoded, (event or "").encode()
+
+
+def decode_live(payload: bytes | str) -> Event:
+    """Parse a message from a [`live_channel`][sidestream.bus.Bus.live_channel].
+
+    The payload is `<id>\\n<event type or empty>\\n<data>`; the id is empty for messages sent
+    with [`publish_live`][sidestream.bus.Bus.publish_live] (they have no history).
+
+    Raises:
+        ValueError: the payload was not written by this module.
+    """
+    parts = _text(payload).split("\n", 2)
+    if len(parts) != 3:
+        raise ValueError(f"not a sidestream live message (expected id, type, data): {payload!r}")
+    event_id, event, data = parts
+    return Event(data=data, event=event or None, id=event_id or None)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One stream entry as read back: the event plus the id it was published after."""
+
+    event: Event
+    id: tuple[int, int]
+    prev: tuple[int, int] | None
+
+
+def _entry(raw_id: bytes | str, fields: Any) -> _Entry:
+    if not isinstance(fields, dict):  # a flat [field, value, ...] list, as some parsers return
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
+    values = {_text(k): _text(v) for k, v in fields.items()}
+    event_id = _text(raw_id)
+    prev = values.get("prev")
+    return _Entry(
+        event=Event(data=values.get("data", ""), event=values.get("event") or None, id=event_id),
+        id=parse_cursor(event_id),
+        prev=parse_cursor(prev) if prev is not None else None,
+    )
+
+
+def _entries_from_range(reply: Any) -> list[_Entry]:
+    return [_entry(raw_id, fields) for raw_id, fields in reply or []]
+
+
+def _entries_from_xread(reply: Any) -> list[_Entry]:
+    """XREAD of one stream: RESP2 gives [[key, entries]], RESP3 gives {key: [entries]}."""
+    if not reply:
+        return []
+    entries = next(iter(reply.values()))[0] if isinstance(reply, dict) else reply[0][1]
+    return _entries_from_range(entries)
+
+
+def _socket_timeout(client: Any) -> float | None:
+    """The read timeout of the client's connections (None: no timeout)."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        return 5.0
+    if "socket_timeout" in pool.connection_kwargs:
+        value = pool.connection_kwargs["socket_timeout"]
+        return None if value is None else float(value)
+    # Not given: the connection class's own default (5 s in redis-py 8).
+    for cls in pool.connection_class.__mro__:
+        parameter = inspect.signature(cls.__init__).parameters.get("socket_timeout")
+        if parameter is not None and parameter.default is not inspect.Parameter.empty:
+            return None if parameter.default is None else float(parameter.default)
+    return 5.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations, written once as plans: generators that yield Redis commands and receive replies
+# ---------------------------------------------------------------------------------------------
+
+T = TypeVar("T")
+Command: TypeAlias = tuple[Any, ...]
+Plan: TypeAlias = Generator[Command, Any, T]
+
+
+class _BusCore:
+    """Key naming, validation and the command plans of both buses."""
+
+    def __init__(
+        self, socket_timeout: float | None, prefix: str, maxlen: int, max_data_bytes: int
+    ) -> None:
+        if not isinstance(prefix, str):
+            raise InvalidArgument(
+                f"prefix must be a str like 'myapp:', not {type(prefix).__name__}"
+            )
+        if not isinstance(maxlen, int) or maxlen < 1:
+            raise InvalidArgument(
+                f"maxlen must be an int >= 1 (events kept per channel), not {maxlen!r}"
+            )
+        if not isinstance(max_data_bytes, int) or max_data_bytes < 1:
+            raise InvalidArgument(f"max_data_bytes must be an int >= 1, not {max_data_bytes!r}")
+        self.prefix = prefix
+        self.maxlen = maxlen
+        self.max_data_bytes = max_data_bytes
+        # Longest single XREAD BLOCK that the client's socket timeout lets finish.
+        self._max_block = (
+            None
+            if socket_timeout is None
+            else max(socket_timeout - min(5.0, socket_timeout / 2), 0.001)
+        )
+
+    def stream_key(self, channel: str) -> str:
+        """The Redis key of the channel's stream, e.g. `sidestream:stream:{orders}`.
+
+        The braces are a Redis Cluster hash tag: a channel's stream and live channel hash to the
+        same slot, so the publish script is valid on a cluster too.
+        """
+        return f"{self.prefix}stream:{{{validate_channel(channel)}}}"
+
+    def live_channel(self, channel: str) -> str:
+        """The pub/sub channel announcing the channel's events, e.g. `sidestream:live:{orders}`."""
+        return f"{self.prefix}live:{{{validate_channel(channel)}}}"
+
+    def _publish_plan(self, channel: str, data: str, event: str | None) -> Plan[str]:
+        key, live = self.stream_key(channel), self.live_channel(channel)
+        payload, event_type = _check_event(data, event, self.max_data_bytes)
+        args = (1, key, self.maxlen, payload, event_type, live)
+        try:
+            reply = yield ("EVALSHA", _PUBLISH_SHA, *args)
+        except NoScriptError:  # first use on this server (or after SCRIPT FLUSH / a restart)
+            reply = yield ("EVAL", _PUBLISH_LUA, *args)
+        return _text(reply)
+
+    def _publish_live_plan(self, channel: str, data: str, event: str | None) -> Plan[int]:
+        live = self.live_channel(channel)
+        payload, event_type = _check_event(data, event, self.max_data_bytes)
+        receivers = yield ("PUBLISH", live, b"\n" + event_type + b"\n" + payload)
+        return int(receivers)
+
+    def _latest_plan(self, channel: str) -> Plan[str]:
+        reply = yield ("XREVRANGE", self.stream_key(channel), "+", "-", "COUNT", 1)
+        entries = _entries_from_range(reply)
+        return (entries[0].event.id or "0-0") if entries else "0-0"
+
+    def _gap_check(self, channel: str, after: tuple[int, int], entries: list[_Entry]) -> Plan[None]:
+        """Raise HistoryGap if an event after `after` is missing before the first one we got.
+
+        Each entry stores the id it was published after (`prev`). If the first entry we read
+        was published after an id newer than the cursor, that newer event was trimmed (or
+        deleted). `prev == 0-0` with a non-zero cursor means the stream was created anew after
+        the client's cursor (e.g. Redis restarted without persistence): the client cannot know
+        what it missed either.
+        """
+        if not entries or entries[0].prev is None:
+            return
+        prev = entries[0].prev
+        if prev > after or (prev == (0, 0) and after != (0, 0)):
+            latest = yield from self._latest_plan(channel)
+            raise HistoryGap(channel, _format_id(after), entries[0].event.id, latest)
+
+    def _history_plan(self, channel: str, after_id: str, limit: int) -> Plan[list[Event]]:
+        key, after = self.stream_key(channel), parse_cursor(after_id)
+        _check_limit(limit)
+        if after == (_U64_MAX, _U64_MAX):
+            return []
+        reply = yield ("XRANGE", key, f"({_format_id(after)}", "+", "COUNT", limit)
+        entries = _entries_from_range(reply)
+        yield from self._gap_check(channel, after, entries)
+        return [entry.event for entry in entries]
+
+    def _wait_plan(
+        self, channel: str, after_id: str, timeout: float, limit: int
+    ) -> Plan[list[Event]]:
+        key, after = self.stream_key(channel), parse_cursor(after_id)
+        _check_limit(limit)
+        if not isinstance(timeout, int | float) or not timeout >= 0:
+            raise InvalidArgument(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            block = remaining if self._max_block is None else min(remaining, self._max_block)
+            block_ms = int(block * 1000)
+            if block_ms >= 1:
+                command: Command = ("XREAD", "COUNT", limit, "BLOCK", block_ms, "STREAMS", key)
+            else:  # timeout 0, or the last sliver: look once without blocking
+                command = ("XREAD", "COUNT", limit, "STREAMS", key)
+            entries = _entries_from_xread((yield (*command, _format_id(after))))
+            if entries:
+                yield from self._gap_check(channel, after, entries)
+                return [entry.event for entry in entries]
+            if block_ms < 1 or time.monotonic() >= deadline:
+                return []
+
+
+def _check_limit(limit: int) -> None:
+    if not isinstance(limit, int) or not 1 <= limit <= _MAX_LIMIT:
+        raise InvalidArgument(f"limit must be an int from 1 to {_MAX_LIMIT}, not {limit!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The two buses: the same plans, run by a blocking loop or an awaiting one
+# ---------------------------------------------------------------------------------------------
+
+
+def _run(execute: Callable[..., Any], plan: Plan[T]) -> T:
+    """Send each command of `plan` with `execute` and feed the reply (or Redis error) back."""
+    try:
+        command = next(plan)
+        while True:
+            try:
+                reply = execute(*command)
+            except ResponseError as exc:
+                command = plan.throw(exc)
+            else:
+                command = plan.send(reply)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def _run_async(execute: Callable[..., Awaitable[Any]], plan: Plan[T]) -> T:
+    """[`_run`][sidestream.bus._run], awaiting each command."""
+    try:
+        command = next(plan)
+        while True:
+            try:
+                reply = await execute(*command)
+            except ResponseError as exc:
+                command = plan.throw(exc)
+            else:
+                command = plan.send(reply)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+class Bus(_BusCore):
+    """The event bus for blocking code (Flask views, scripts, gunicorn workers).
+
+    Args:
+        redis: A client, usually from [`connect`][sidestream.bus.connect].
+        prefix: Prepended to every key and pub/sub channel name.
+        maxlen: Events kept per channel, approximately (Redis trims whole blocks of entries, so
+            a few more may stay).
+        max_data_bytes: Largest event data accepted by `publish`, in UTF-8 bytes.
+
+    Raises:
+        InvalidArgument: a setting is out of range.
+    """
+
+    def __init__(
+        self,
+        redis: redis.Redis,
+        *,
+        prefix: str = "sidestream:",
+        maxlen: int = 1000,
+        max_data_bytes: int = 65536,
+    ) -> None:
+        super().__init__(_socket_timeout(redis), prefix, maxlen, max_data_bytes)
+        self.redis = redis
+
+    def publish(self, channel: str, data: str, event: str | None = None) -> str:
+        """Append an event to the channel's history and announce it live, atomically.
+
+        Args:
+            channel: The channel name (see [`validate_channel`][sidestream.bus.validate_channel]).
+            data: The payload, any text (JSON, usually).
+            event: The SSE event type, or None for the default (`message`).
+
+        Returns:
+            The event's id, e.g. `"1700000000000-0"`: its SSE `id:`, and a cursor for
+            `history` and `wait`.
+
+        Raises:
+            InvalidChannel: bad channel name.
+            InvalidEvent: data is not a str, or a bad event type.
+            PayloadTooLarge: data is over `max_data_bytes`.
+        """
+        return _run(self.redis.execute_command, self._publish_plan(channel, data, event))
+
+    def publish_live(self, channel: str, data: str, event: str | None = None) -> int:
+        """The plain pub/sub mode: announce an event to current listeners only.
+
+        Nothing is stored: a listener that is not connected at this moment never gets it, and
+        the event has no id to resume from. Use it for data that is stale a second later
+        (cursor positions, typing indicators); use `publish` for anything a client must not miss.
+
+        Returns:
+            How many subscriptions received it (per Redis; one per service process, not per
+            browser).
+        """
+        return _run(self.redis.execute_command, self._publish_live_plan(channel, data, event))
+
+    def history(self, channel: str, after_id: str = "0", limit: int = 100) -> list[Event]:
+        """The retained events strictly after `after_id`, oldest first, at most `limit`.
+
+        Raises:
+            HistoryGap: events after `after_id` were trimmed: the client missed events it can
+                no longer get and must reload its state, then continue from `.latest_id`. A
+                cursor of `"0"` counts too: it asks for *everything*, and raises once history
+                has been trimmed.
+            InvalidCursor: `after_id` is not an event id.
+        """
+        return _run(self.redis.execute_command, self._history_plan(channel, after_id, limit))
+
+    def wait(self, channel: str, after_id: str, timeout: float, limit: int = 100) -> list[Event]:
+        """Block until there are events after `after_id`, or `timeout` seconds pass.
+
+        One `XREAD BLOCK` (per socket-timeout slice, see the module notes): Redis holds the
+        request and answers the moment an event is published; no command is sent while waiting.
+        Returns at once if events are already there. `timeout=0` looks without blocking.
+
+        Returns:
+            The events after `after_id` (at most `limit`), or `[]` when the timeout passed.
+
+        Raises:
+            HistoryGap: as for `history`.
+            InvalidCursor: `after_id` is not an event id.
+            InvalidArgument: `timeout` is negative or `limit` out of range.
+        """
+        plan = self._wait_plan(channel, after_id, timeout, limit)
+        return _run(self.redis.execute_command, plan)
+
+    def latest_id(self, channel: str) -> str:
+        """The id of the newest retained event, or `"0-0"` when the channel has none.
+
+        A client that loads its state now and then waits after this id misses nothing.
+        """
+        return _run(self.redis.execute_command, self._latest_plan(channel))
+
+
+class AsyncBus(_BusCore):
+    """The event bus for asyncio code: [`Bus`][sidestream.bus.Bus]'s methods, awaited.
+
+    Args:
+        redis: A client, usually from [`connect_async`][sidestream.bus.connect_async].
+        prefix: As for [`Bus`][sidestream.bus.Bus].
+        maxlen: As for [`Bus`][sidestream.bus.Bus].
+        max_data_bytes: As for [`Bus`][sidestream.bus.Bus].
+    """
+
+    def __init__(
+        self,
+        redis: redis.asyncio.Redis,
+        *,
+        prefix: str = "sidestream:",
+        maxlen: int = 1000,
+        max_data_bytes: int = 65536,
+    ) -> None:
+        super().__init__(_socket_timeout(redis), prefix, maxlen, max_data_bytes)
+        self.redis = redis
+
+    async def publish(self, channel: str, data: str, event: str | None = None) -> str:
+        """See [`Bus.publish`][sidestream.bus.Bus.publish]."""
+        plan = self._publish_plan(channel, data, event)
+        return await _run_async(self.redis.execute_command, plan)
+
+    async def publish_live(self, channel: str, data: str, event: str | None = None) -> int:
+        """See [`Bus.publish_live`][sidestream.bus.Bus.publish_live]."""
+        plan = self._publish_live_plan(channel, data, event)
+        return await _run_async(self.redis.execute_command, plan)
+
+    async def history(self, channel: str, after_id: str = "0", limit: int = 100) -> list[Event]:
+        """See [`Bus.history`][sidestream.bus.Bus.history]."""
+        plan = self._history_plan(channel, after_id, limit)
+        return await _run_async(self.redis.execute_command, plan)
+
+    async def wait(
+        self, channel: str, after_id: str, timeout: float, limit: int = 100
+    ) -> list[Event]:
+        """See [`Bus.wait`][sidestream.bus.Bus.wait]. Cancelling the task abandons the wait."""
+        plan = self._wait_plan(channel, after_id, timeout, limit)
+        return await _run_async(self.redis.execute_command, plan)
+
+    async def latest_id(self, channel: str) -> str:
+        """See [`Bus.latest_id`][sidestream.bus.Bus.latest_id]."""
+        return await _run_async(self.redis.execute_command, self._latest_plan(channel))
