@@ -199,7 +199,7 @@ class StreamTokens:
         self.leeway = leeway
         self.claims_format: ClaimsFormat = claims_format or MercureClaims()
         self._key = key
-        self._verify_key = verify_key
+        self._verify_key: Any = verify_key
 
     @classmethod
     def from_env(cls, var: str = KEY_ENV, **options: Any) -> StreamTokens:

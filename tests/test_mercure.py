@@ -1,0 +1,416 @@
+"""sidestream.mercure against a hub double written from the draft-07 spec (tests/mercure_hub.py)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import flask
+import httpx
+import jwt
+import pytest
+from mercure_hub import MercureHub, matches
+
+from sidestream.errors import (
+    InvalidUpdate,
+    MercureBadRequest,
+    MercureError,
+    MercureForbidden,
+    MercurePayloadTooLarge,
+    MercureUnauthorized,
+    MercureUnavailable,
+)
+from sidestream.mercure import (
+    AsyncPublisher,
+    Publisher,
+    RetryPolicy,
+    Update,
+    add_discovery,
+    discovery_links,
+    publisher_token,
+    set_subscriber_cookie,
+    subscriber_token,
+)
+from sidestream.tokens import StreamTokens
+
+HUB = "https://hub.example.com/.well-known/mercure"
+KEY = "publisher-key-of-at-least-32-bytes!!"
+NO_WAIT = RetryPolicy(attempts=3, backoff=0)
+UUID_ID = re.compile(
+    r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+)
+
+Publish = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def issuer() -> StreamTokens:
+    # A Mercure hub v0.x does not check `aud`; the double does when given one, so pin it.
+    return StreamTokens(KEY, audience=HUB)
+
+
+@pytest.fixture
+def hub() -> MercureHub:
+    return MercureHub(publisher_key=KEY, audience=HUB)
+
+
+@pytest.fixture
+def all_topics(issuer: StreamTokens) -> str:
+    return publisher_token(issuer)
+
+
+@pytest.fixture(params=["sync", "async"])
+def publish(request: pytest.FixtureRequest, hub: MercureHub, all_topics: str) -> Publish:
+    """Publish through Publisher or AsyncPublisher: every behaviour is tested on both."""
+
+    async def run(
+        *args: Any, token: Any = all_topics, policy: RetryPolicy = NO_WAIT, **kw: Any
+    ) -> str:
+        if request.param == "sync":
+            client = httpx.Client(transport=hub.transport())
+            with Publisher(HUB, token, client=client, retry=policy) as publisher:
+                return publisher.publish(*args, **kw)
+        async_client = httpx.AsyncClient(transport=hub.transport())
+        async with AsyncPublisher(HUB, token, client=async_client, retry=policy) as publisher:
+            return await publisher.publish(*args, **kw)
+
+    return run
+
+
+def form(request: httpx.Request) -> list[tuple[str, str]]:
+    return parse_qsl(request.content.decode(), keep_blank_values=True)
+
+
+# --- the exact request ----------------------------------------------------------------------
+
+
+async def test_exact_request_bytes_and_headers(
+    publish: Publish, hub: MercureHub, all_topics: str
+) -> None:
+    returned = await publish(
+        ["https://example.com/books/1", "https://example.com/users/7/?topic=books%2F1"],
+        '{"title": "Dune"}\nsecond line',
+        private=True,
+        id="urn:uuid:00000000-0000-4000-8000-000000000001",
+        type="book.updated",
+        retry=3000,
+    )
+    (sent,) = hub.requests
+    assert sent.method == "POST"
+    assert str(sent.url) == HUB
+    assert sent.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert sent.headers["authorization"] == f"Bearer {all_topics}"
+    assert sent.content == (
+        b"topic=https%3A%2F%2Fexample.com%2Fbooks%2F1"
+        b"&topic=https%3A%2F%2Fexample.com%2Fusers%2F7%2F%3Ftopic%3Dbooks%252F1"
+        b"&data=%7B%22title%22%3A+%22Dune%22%7D%0Asecond+line"
+        b"&private=on"
+        b"&id=urn%3Auuid%3A00000000-0000-4000-8000-000000000001"
+        b"&type=book.updated"
+        b"&retry=3000"
+    )
+    assert returned == "urn:uuid:00000000-0000-4000-8000-000000000001"
+    (done,) = hub.history
+    assert done.topics == [
+        "https://example.com/books/1",
+        "https://example.com/users/7/?topic=books%2F1",
+    ]
+    assert (done.data, done.private, done.type, done.retry) == (
+        '{"title": "Dune"}\nsecond line',
+        True,
+        "book.updated",
+        3000,
+    )
+
+
+async def test_minimal_update_gets_a_client_side_uuid_id(publish: Publish, hub: MercureHub) -> None:
+    returned = await publish("https://example.com/books/1", "hello")
+    (sent,) = hub.requests
+    fields = form(sent)
+    assert [name for name, _ in fields] == ["topic", "data", "id"]  # no private/type/retry
+    assert UUID_ID.fullmatch(dict(fields)["id"])
+    assert returned == dict(fields)["id"] == hub.history[0].id
+
+
+async def test_returns_the_id_the_hub_assigned(publish: Publish, hub: MercureHub) -> None:
+    # "Even if provided, the hub MAY ignore the ID provided by the client and generate its own."
+    original = hub.handle
+    hub.handle = lambda request: (original(request), httpx.Response(200, text="#42\n"))[1]  # type: ignore[method-assign]
+    assert await publish("t", "x") == "#42"
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+
+async def test_issuer_signs_a_token_for_exactly_the_update_topics(
+    publish: Publish, hub: MercureHub, issuer: StreamTokens
+) -> None:
+    await publish(["https://example.com/a", "https://example.com/b"], "x", token=issuer)
+    token = hub.requests[0].headers["authorization"].removeprefix("Bearer ")
+    claims = jwt.decode(token, KEY, algorithms=["HS256"], audience=HUB)
+    assert claims["mercure"]["publish"] == ["https://example.com/a", "https://example.com/b"]
+    assert claims["exp"] - claims["iat"] == 60
+    assert "sub" not in claims
+
+
+async def test_token_not_covering_every_topic_is_forbidden(
+    publish: Publish, hub: MercureHub, issuer: StreamTokens
+) -> None:
+    narrow = publisher_token(issuer, ["https://example.com/books/{id}"])
+    assert await publish("https://example.com/books/1", "ok", token=narrow)
+    with pytest.raises(MercureForbidden) as refused:
+        await publish(["https://example.com/books/2", "https://example.com/users/1"], token=narrow)
+    assert refused.value.status == 403
+    assert "does not cover every topic of ['https://example.com/books/2'" in str(refused.value)
+    assert len(hub.history) == 1  # "MUST NOT dispatch the update (even if some topics [...])"
+
+
+def test_subscriber_token_claims(issuer: StreamTokens) -> None:
+    token = subscriber_token(issuer, ["https://example.com/users/7/{?topic}"], subject="user-7")
+    claims = issuer.verify(token)
+    assert (claims.subject, claims.subscribe, claims.publish) == (
+        "user-7",
+        ("https://example.com/users/7/{?topic}",),
+        (),
+    )
+
+
+# --- each error status maps to its exception ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, MercureBadRequest),
+        (401, MercureUnauthorized),
+        (403, MercureForbidden),
+        (413, MercurePayloadTooLarge),
+        (404, MercureError),
+        (429, MercureError),
+    ],
+)
+async def test_client_errors_raise_their_exception_without_retry(
+    publish: Publish, hub: MercureHub, status: int, error: type[MercureError]
+) -> None:
+    hub.fail_next = [status]
+    with pytest.raises(error) as raised:
+        await publish("t", "x")
+    assert type(raised.value) is error
+    assert raised.value.status == status
+    assert raised.value.body == "injected failure"
+    assert len(hub.requests) == 1
+
+
+async def test_real_rejections_from_the_double(
+    publish: Publish, hub: MercureHub, issuer: StreamTokens
+) -> None:
+    with pytest.raises(MercureUnauthorized):
+        await publish("t", token=publisher_token(StreamTokens("w" * 32, audience=HUB)))
+    with pytest.raises(MercureForbidden):
+        await publish("t", token=publisher_token(issuer, []))  # empty mercure.publish
+    hub.max_body = 100
+    with pytest.raises(MercurePayloadTooLarge, match=r"update of 1[0-9]{2} bytes is too large"):
+        await publish("t", "x" * 100)
+    assert hub.history == []
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_5xx_is_retried_then_raises_unavailable(
+    publish: Publish, hub: MercureHub, status: int
+) -> None:
+    hub.fail_next = [status] * 3
+    with pytest.raises(MercureUnavailable) as raised:
+        await publish("t", "x")
+    assert raised.value.status == status
+    assert len(hub.requests) == 3
+    assert len({dict(form(r))["id"] for r in hub.requests}) == 1
+
+
+async def test_timeouts_are_retried_with_the_same_id(publish: Publish, hub: MercureHub) -> None:
+    hub.fail_next = [httpx.ReadTimeout("slow hub"), 503]
+    returned = await publish("t", "x")
+    ids = [dict(form(r))["id"] for r in hub.requests]
+    assert len(ids) == 3 and len(set(ids)) == 1
+    assert returned == ids[0]
+    assert len(hub.history) == 1
+
+
+async def test_a_retry_after_a_lost_answer_is_not_a_duplicate(
+    publish: Publish, hub: MercureHub
+) -> None:
+    # The hub dispatched, then the answer was lost: the retry carries the same id, so the
+    # double (like any hub or subscriber that checks ids) keeps one update.
+    hub.dispatch_then = [httpx.ReadTimeout("answer lost")]
+    returned = await publish("t", "x")
+    assert len(hub.requests) == 2
+    assert [done.id for done in hub.history] == [returned]
+
+
+async def test_network_errors_exhaust_into_unavailable(publish: Publish, hub: MercureHub) -> None:
+    hub.fail_next = [httpx.ConnectError("refused")] * 2
+    with pytest.raises(MercureUnavailable, match=r"no answer from .* after 2 attempts") as raised:
+        await publish("t", policy=RetryPolicy(attempts=2, backoff=0))
+    assert raised.value.status is None
+    assert isinstance(raised.value.__cause__, httpx.ConnectError)
+
+
+def test_backoff_doubles_with_jitter_and_is_capped() -> None:
+    policy = RetryPolicy(attempts=5, backoff=0.2, max_backoff=0.5)
+    for _ in range(50):
+        assert 0.1 <= policy.delay(1) <= 0.2
+        assert 0.2 <= policy.delay(2) <= 0.4
+        assert 0.25 <= policy.delay(3) <= 0.5
+    with pytest.raises(ValueError, match="attempts >= 1"):
+        RetryPolicy(attempts=0)
+
+
+# --- updates are checked before anything is sent ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"topics": ()}, "topics must be a non-empty sequence"),
+        ({"topics": "t"}, "not a string"),
+        ({"topics": ("",)}, "non-empty string"),
+        ({"topics": ("a\nb",)}, "control character U\\+000A"),
+        ({"topics": ("t",), "id": "#1"}, "must not start with '#'"),
+        ({"topics": ("t",), "id": "earliest"}, "must not be 'earliest'"),
+        ({"topics": ("t",), "id": "a\rb"}, "id 'a\\\\rb' contains the control character U\\+000D"),
+        ({"topics": ("t",), "type": "x\u200by"}, "control character U\\+200B"),
+        ({"topics": ("t",), "type": "mercure"}, "reserved"),
+        ({"topics": ("t",), "retry": -1}, "non-negative int"),
+        ({"topics": ("t",), "retry": True}, "non-negative int"),
+    ],
+)
+def test_invalid_updates_are_refused(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidUpdate, match=message):
+        Update(**kwargs)
+
+
+async def test_invalid_update_sends_nothing(publish: Publish, hub: MercureHub) -> None:
+    with pytest.raises(InvalidUpdate):
+        await publish("t", id="#mine")
+    assert hub.requests == []
+
+
+def test_hub_url_must_be_http() -> None:
+    with pytest.raises(InvalidUpdate, match="http"):
+        Publisher("hub.example.com/.well-known/mercure", "t")
+
+
+# --- the double itself must reject what the spec rejects ------------------------------------------
+
+
+def post(
+    hub: MercureHub,
+    body: bytes,
+    token: str | None,
+    content_type: str = "application/x-www-form-urlencoded",
+) -> httpx.Response:
+    headers = {"content-type": content_type} | (
+        {"authorization": f"Bearer {token}"} if token else {}
+    )
+    with httpx.Client(transport=hub.transport()) as client:
+        return client.post(HUB, content=body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        (b"data=x", 400, 'Missing "topic" parameter'),
+        (b"topic=t&id=%23frag", 400, 'Invalid "id" parameter'),
+        (b"topic=t&retry=soon", 400, 'Invalid "retry" parameter'),
+        (b"topic=t&topic=forbidden", 403, "mercure.publish does not cover every topic"),
+    ],
+)
+def test_double_enforces_the_publication_rules(
+    hub: MercureHub, issuer: StreamTokens, body: bytes, status: int, reason: str
+) -> None:
+    response = post(hub, body, publisher_token(issuer, ["t"]))
+    assert (response.status_code, response.text) == (status, reason)
+    assert hub.history == []
+
+
+def test_double_enforces_authorization_and_encoding(hub: MercureHub, issuer: StreamTokens) -> None:
+    assert post(hub, b"topic=t", None).status_code == 401
+    assert post(hub, b"topic=t", "not-a-jwt").status_code == 401
+    assert (
+        post(hub, b'{"topic": "t"}', publisher_token(issuer), "application/json").status_code == 400
+    )
+    response = post(hub, b"topic=t&private=", publisher_token(issuer))
+    assert response.status_code == 200
+    assert hub.history[0].private is True  # "it CAN contain any value, including an empty string"
+
+
+@pytest.mark.parametrize(
+    ("topic", "selector", "matched"),
+    [
+        ("https://example.com/books/1", "*", True),
+        ("https://example.com/books/1", "https://example.com/books/1", True),
+        ("https://example.com/books/1", "https://example.com/books/{id}", True),
+        ("https://example.com/books/1/x", "https://example.com/books/{id}", False),
+        ("https://example.com/books/1/x", "https://example.com/books/{+rest}", True),
+        ("https://example.com/books/{id}", "https://example.com/books/{id}", True),
+        ("https://example.net/foo/a", "https://example.net/bar/{var}", False),
+    ],
+)
+def test_double_topic_selectors(topic: str, selector: str, matched: bool) -> None:
+    assert matches(topic, selector) is matched
+
+
+def test_double_private_updates_need_a_matching_subscribe_claim(hub: MercureHub) -> None:
+    post(
+        hub,
+        b"topic=https://example.com/books/1&topic=https://example.com/users/7/books/1&private=on",
+        publisher_token(StreamTokens(KEY, audience=HUB)),
+    )
+    (update,) = hub.history
+    selectors = ["https://example.com/books/{id}"]
+    assert hub.may_receive(update, selectors, granted=["https://example.com/users/7/{+rest}"])
+    assert not hub.may_receive(update, selectors, granted=["https://example.com/users/8/{+rest}"])
+    assert not hub.may_receive(update, selectors, granted=[])
+
+
+# --- discovery and the subscriber cookie ---------------------------------------------------------
+
+
+def test_discovery_links_quote_the_last_event_id() -> None:
+    assert discovery_links(HUB) == [f'<{HUB}>; rel="mercure"']
+    assert discovery_links(HUB, last_event_id='a"b\\c') == [
+        f'<{HUB}>; rel="mercure"; last-event-id="a\\"b\\\\c"'
+    ]
+    with pytest.raises(InvalidUpdate, match="cannot be a Link target"):
+        discovery_links("https://x/>; rel=evil")
+
+
+def test_add_discovery_on_a_flask_response() -> None:
+    response = flask.Response("{}")
+    add_discovery(response, HUB, topic="https://example.com/books/1", last_event_id="urn:uuid:9")
+    assert response.headers.getlist("Link") == [
+        f'<{HUB}>; rel="mercure"; last-event-id="urn:uuid:9"',
+        '<https://example.com/books/1>; rel="self"',
+    ]
+
+
+def test_subscriber_cookie_has_the_spec_attributes() -> None:
+    response = flask.Response("{}")
+    set_subscriber_cookie(response, "header.payload.sig", HUB, max_age=300)
+    (cookie,) = response.headers.getlist("Set-Cookie")
+    parts = [part.strip() for part in cookie.split(";")]
+    assert parts[0] == "mercureAuthorization=header.payload.sig"
+    for attribute in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/.well-known/mercure"):
+        assert attribute in parts
+    assert "Max-Age=300" in parts
+    assert {part.split("=")[0] for part in parts[1:]} == {
+        "Expires",
+        "Max-Age",
+        "Secure",
+        "HttpOnly",
+        "Path",
+        "SameSite",
+    }
+    with pytest.raises(ValueError, match="samesite"):
+        set_subscriber_cookie(response, "t", HUB, max_age=1, samesite="strict")
