@@ -66,6 +66,27 @@ def key_prefix() -> str:
     return f"sidestream-test:{uuid.uuid4().hex[:12]}:"
 
 
+@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.redis)])
+def backend_url(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[str]:
+    """Runs a test twice: on the embedded fakeredis (`memory://`) and on real Redis.
+
+    Keys are the test's own (use `key_prefix`); on real Redis they are deleted afterwards.
+    """
+    if request.param == "fakeredis":
+        yield "memory://"
+        return
+    url = request.getfixturevalue("redis_url")
+    yield url
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        for key in client.scan_iter(match=f"{key_prefix}*", count=1000):
+            client.delete(key)
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):

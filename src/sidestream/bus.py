@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import os
 import re
 import threading
@@ -411,19 +412,20 @@ class _BusCore:
         if not isinstance(timeout, int | float) or not timeout >= 0:
             raise InvalidArgument(f"timeout must be a number of seconds >= 0, not {timeout!r}")
         deadline = time.monotonic() + timeout
+        remaining = float(timeout)
         while True:
-            remaining = deadline - time.monotonic()
             block = remaining if self._max_block is None else min(remaining, self._max_block)
-            block_ms = int(block * 1000)
+            block_ms = math.ceil(block * 1000)
             if block_ms >= 1:
                 command: Command = ("XREAD", "COUNT", limit, "BLOCK", block_ms, "STREAMS", key)
-            else:  # timeout 0, or the last sliver: look once without blocking
+            else:  # timeout=0: look once without blocking
                 command = ("XREAD", "COUNT", limit, "STREAMS", key)
             entries = _entries_from_xread((yield (*command, _format_id(after))))
             if entries:
                 yield from self._gap_check(channel, after, entries)
                 return [entry.event for entry in entries]
-            if block_ms < 1 or time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.001:  # not worth another command
                 return []
 
 
