@@ -86,6 +86,7 @@ class MercureHub:
     dispatch_then: list[Exception] = field(default_factory=list)
     requests: list[httpx.Request] = field(default_factory=list)
     history: list[Dispatched] = field(default_factory=list)
+    subscribe_urls: list[str] = field(default_factory=list)  # query strings, in arrival order
     _queues: set[asyncio.Queue[Dispatched]] = field(default_factory=set)
 
     # --- JWT ----------------------------------------------------------------------------------
@@ -217,8 +218,9 @@ class MercureHub:
 
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                pass
+            while (message := await receive())["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            assert message["type"] == "lifespan.shutdown"
             await send({"type": "lifespan.shutdown.complete"})
             return
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
@@ -267,6 +269,7 @@ class MercureHub:
         query: list[tuple[str, str]],
         cors: list[tuple[bytes, bytes]],
     ) -> None:
+        self.subscribe_urls.append(scope["query_string"].decode())
         selectors = [value for name, value in query if name == "topic"]
         if scope["path"] != HUB_PATH or not selectors:
             await send({"type": "http.response.start", "status": 400, "headers": cors})
@@ -297,8 +300,8 @@ class MercureHub:
                 start = ids.index(last_id) + 1 if last_id in ids else 0
                 for done in self.history[start:]:
                     queue.put_nowait(done)
-            disconnected = asyncio.ensure_future(receive())
-            while not disconnected.done():
+            disconnected = asyncio.ensure_future(wait_for_disconnect(receive))
+            while True:
                 getter = asyncio.ensure_future(queue.get())
                 await asyncio.wait({getter, disconnected}, return_when=asyncio.FIRST_COMPLETED)
                 if not getter.done():
@@ -310,6 +313,11 @@ class MercureHub:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finally:
             self._queues.discard(queue)
+
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def text(status: int, body: str) -> httpx.Response:

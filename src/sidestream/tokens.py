@@ -17,9 +17,9 @@ service checks it.
 
 Verification is strict: the algorithm is pinned (an explicit allow-list of one, never `none`, so a
 token cannot pick how it is checked), `exp` and `aud` are required, and the leeway for clock skew
-is small. Every refusal is an [`InvalidToken`][sidestream.errors.InvalidToken] (HTTP 401) whose
+is small. Every refusal is an `sidestream.errors.InvalidToken` (HTTP 401) whose
 `reason` says what was wrong; a channel the token does not grant is a
-[`Forbidden`][sidestream.errors.Forbidden] (403).
+`sidestream.errors.Forbidden` (403).
 """
 
 from __future__ import annotations
@@ -370,7 +370,7 @@ def token_from_request(
 def authorizer(
     tokens: StreamTokens, *, cookie: str | None = COOKIE_NAME, query_param: str | None = QUERY_PARAM
 ) -> Authorizer:
-    """An [`Authorizer`][sidestream.access.Authorizer] for the stream service, backed by tokens.
+    """An `sidestream.access.Authorizer` for the stream service, backed by tokens.
 
     It reads the token from the request (see
     [`token_from_request`][sidestream.tokens.token_from_request]), verifies it and requires every

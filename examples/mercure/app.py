@@ -1,0 +1,67 @@
+"""A Flask API that publishes to a Mercure hub: the publish route, discovery, the cookie."""
+
+import json
+import os
+from pathlib import Path
+
+from flask import Flask, abort, request, send_from_directory
+
+from sidestream.mercure import Publisher, add_discovery, set_subscriber_cookie, subscriber_token
+from sidestream.tokens import StreamTokens
+
+HUB_URL = os.environ.get("MERCURE_HUB_URL", "http://127.0.0.1:3000/.well-known/mercure")
+SITE = os.environ.get("SITE_URL", "https://example.com")
+SUBSCRIBER_LIFETIME = 300
+
+# Two keys, as the spec advises: one the hub checks publishers with, one for subscribers.
+# (Hubs v0.x ignore `aud`; Mercure 1.0 hubs require their own URL there.)
+publisher_tokens = StreamTokens.from_env("MERCURE_PUBLISHER_JWT_KEY", audience=HUB_URL)
+subscriber_tokens = StreamTokens.from_env("MERCURE_SUBSCRIBER_JWT_KEY", audience=HUB_URL)
+publisher = Publisher(HUB_URL, publisher_tokens)  # one per process: it pools connections
+
+books: dict[int, dict[str, object]] = {1: {"title": "Dune", "last_update": None}}
+app = Flask(__name__)
+
+
+def topic(book_id: int) -> str:
+    return f"{SITE}/books/{book_id}"
+
+
+# --8<-- [start:publish]
+@app.post("/books/<int:book_id>")
+def update_book(book_id: int):
+    book = books.get(book_id) or abort(404)
+    book["title"] = request.get_json()["title"]
+    # Private: only subscribers whose JWT grants this topic receive it. A 5xx or a timeout is
+    # retried with the same id; anything else raises a typed sidestream.errors.MercureError.
+    book["last_update"] = publisher.publish(topic(book_id), json.dumps(book), private=True)
+    return {"id": book["last_update"]}, 202
+
+
+# --8<-- [end:publish]
+
+
+# --8<-- [start:discovery]
+@app.get("/books/<int:book_id>")
+def show_book(book_id: int):
+    book = books.get(book_id) or abort(404)
+    response = app.json.response(book)
+    # Link: <hub>; rel="mercure"; last-event-id="…" and Link: <topic>; rel="self"
+    add_discovery(response, HUB_URL, topic=topic(book_id), last_event_id=book["last_update"])
+    # In a real API, grant only what the logged-in user may read.
+    token = subscriber_token(subscriber_tokens, [topic(book_id)], lifetime=SUBSCRIBER_LIFETIME)
+    set_subscriber_cookie(response, token, HUB_URL, max_age=SUBSCRIBER_LIFETIME)
+    return response
+
+
+# --8<-- [end:discovery]
+
+
+@app.get("/")
+def page():
+    return '<!doctype html><ul id="updates"></ul><script src="/subscriber.js"></script>'
+
+
+@app.get("/subscriber.js")
+def script():
+    return send_from_directory(Path(__file__).parent, "subscriber.js")

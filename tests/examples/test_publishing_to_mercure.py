@@ -1,0 +1,203 @@
+"""examples/mercure/: the Flask API publishing to a Mercure hub, and subscriber.js in Chromium.
+
+No Mercure hub is installable here (no Debian or PyPI package ships one), so the hub is the
+spec-conformance double of tests/mercure_hub.py, served over real loopback sockets by uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import uvicorn
+from loopback import EXAMPLES, load_example
+from mercure_hub import HUB_PATH, MercureHub
+from werkzeug.serving import make_server
+
+from sidestream.mercure import Publisher, publisher_token
+from sidestream.tokens import StreamTokens
+
+PUBLISHER_KEY = "mercure-publisher-key-32-bytes-long!"
+SUBSCRIBER_KEY = "mercure-subscriber-key-32-bytes-long"
+TOPIC = "https://example.com/books/1"
+
+
+@contextmanager
+def serve_asgi(app: Any) -> Iterator[str]:
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            interface="asgi3",
+            timeout_graceful_shutdown=1,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextmanager
+def serve_wsgi(app: Any) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def hub() -> Iterator[tuple[MercureHub, str]]:
+    double = MercureHub(publisher_key=PUBLISHER_KEY, subscriber_key=SUBSCRIBER_KEY)
+    with serve_asgi(double.asgi) as base:
+        double.audience = base + HUB_PATH  # the example puts the hub URL in `aud`
+        yield double, base + HUB_PATH
+
+
+@pytest.fixture
+def example(hub: tuple[MercureHub, str], monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.setenv("MERCURE_HUB_URL", hub[1])
+    monkeypatch.setenv("MERCURE_PUBLISHER_JWT_KEY", PUBLISHER_KEY)
+    monkeypatch.setenv("MERCURE_SUBSCRIBER_JWT_KEY", SUBSCRIBER_KEY)
+    module = load_example("mercure/app.py")
+    yield module
+    module.publisher.close()
+
+
+def test_publish_route_sends_a_private_update(
+    example: ModuleType, hub: tuple[MercureHub, str]
+) -> None:
+    double, _ = hub
+    response = example.app.test_client().post("/books/1", json={"title": "Dune Messiah"})
+    assert response.status_code == 202
+    (update,) = double.history
+    assert response.get_json() == {"id": update.id}
+    assert update.topics == [TOPIC]
+    assert update.private is True
+    assert json.loads(update.data) == {"title": "Dune Messiah", "last_update": None}
+    token = double.requests[0].headers["authorization"].removeprefix("Bearer ")
+    assert jwt.decode(token, PUBLISHER_KEY, algorithms=["HS256"], audience=hub[1])["mercure"] == {
+        "subscribe": [],
+        "publish": [TOPIC],
+    }
+
+
+def test_show_book_advertises_the_hub_and_sets_the_cookie(
+    example: ModuleType, hub: tuple[MercureHub, str]
+) -> None:
+    client = example.app.test_client()
+    client.post("/books/1", json={"title": "Dune"})
+    last = example.books[1]["last_update"]
+    response = client.get("/books/1")
+    assert response.headers.getlist("Link") == [
+        f'<{hub[1]}>; rel="mercure"; last-event-id="{last}"',
+        f'<{TOPIC}>; rel="self"',
+    ]
+    cookie = response.headers["Set-Cookie"]
+    for attribute in ("Secure", "HttpOnly", "SameSite=Strict", f"Path={HUB_PATH}", "Max-Age=300"):
+        assert attribute in cookie.split("; ")
+    token = cookie.split(";")[0].removeprefix("mercureAuthorization=")
+    claims = StreamTokens(SUBSCRIBER_KEY, audience=hub[1]).verify(token)
+    assert claims.subscribe == (TOPIC,)
+
+
+def test_the_page_loads_subscriber_js(example: ModuleType) -> None:
+    client = example.app.test_client()
+    assert '<script src="/subscriber.js">' in client.get("/").get_data(as_text=True)
+    script = client.get("/subscriber.js")
+    assert script.get_data() == (EXAMPLES / "mercure/subscriber.js").read_bytes()
+    assert script.mimetype == "text/javascript"
+    script.close()
+
+
+def test_missing_book_is_404(example: ModuleType) -> None:
+    assert example.app.test_client().post("/books/9", json={"title": "x"}).status_code == 404
+
+
+async def received(page: Any, count: int) -> list[str]:
+    await page.wait_for_function(
+        f"document.querySelectorAll('#updates li').length >= {count}", timeout=10_000
+    )
+    return await page.eval_on_selector_all("#updates li", "items => items.map(i => i.textContent)")
+
+
+@pytest.mark.browser
+async def test_subscriber_js_receives_private_updates_only_with_the_cookie(
+    browser: Any, example: ModuleType, hub: tuple[MercureHub, str]
+) -> None:
+    double, hub_url = hub
+    with serve_wsgi(example.app) as site:
+        double.cors_origins = (site,)
+        httpx.post(f"{site}/books/1", json={"title": "Before the page"}).raise_for_status()
+        before_page = example.books[1]["last_update"]
+
+        # Alice loads the page: subscriber.js fetches /books/1 (Link headers + HttpOnly cookie).
+        # An update lands after /books/1 rendered but before EventSource connects: the
+        # last-event-id from discovery, sent as lastEventID, makes the hub replay it.
+        alice = await (await browser.new_context()).new_page()
+
+        async def publish_in_the_gap(route: Any) -> None:
+            await asyncio.to_thread(httpx.post, f"{site}/books/1", json={"title": "In the gap"})
+            await route.continue_()
+
+        await alice.route(f"{hub_url}?*", publish_in_the_gap, times=1)
+        await alice.goto(f"{site}/")
+        await alice.wait_for_function("window.subscription && window.subscription.readyState === 1")
+        assert "mercureAuthorization" not in await alice.evaluate("document.cookie")  # HttpOnly
+        gap_id = example.books[1]["last_update"]
+        assert f"lastEventID={before_page}".replace(":", "%3A") in double.subscribe_urls[0]
+
+        # Mallory is on the same origin and subscribes to the same topic, without the cookie.
+        mallory = await (await browser.new_context()).new_page()
+        await mallory.goto(f"{site}/not-a-page")
+        await mallory.set_content('<ul id="updates"></ul>')
+        await mallory.evaluate(
+            """([hub, topic]) => {
+                const url = new URL(hub); url.searchParams.append("topic", topic);
+                const source = new EventSource(url, { withCredentials: true });
+                source.onmessage = (e) => {
+                  const li = document.createElement("li"); li.textContent = e.data;
+                  document.getElementById("updates").append(li);
+                };
+                window.subscription = source;
+            }""",
+            [hub_url, TOPIC],
+        )
+        await mallory.wait_for_function("window.subscription.readyState === 1")
+
+        httpx.post(f"{site}/books/1", json={"title": "Dune Messiah"}).raise_for_status()
+        private_id = example.books[1]["last_update"]
+        with Publisher(
+            hub_url, publisher_token(StreamTokens(PUBLISHER_KEY, audience=hub_url))
+        ) as p:
+            public_id = p.publish(TOPIC, json.dumps({"title": "public notice"}))
+
+        assert await received(alice, 3) == [
+            f"In the gap ({gap_id})",
+            f"Dune Messiah ({private_id})",
+            f"public notice ({public_id})",
+        ]
+        assert await received(mallory, 1) == [json.dumps({"title": "public notice"})]
