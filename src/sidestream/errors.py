@@ -106,3 +106,8 @@ class MercurePayloadTooLarge(MercureError):
 
 class MercureUnavailable(MercureError):
     """5xx, a timeout or a network error, still failing after every retry."""
+
+
+class Unavailable(SidestreamError):
+    """The stream service cannot take this stream now (shutting down, at its connection limit,
+    or Redis not answering): HTTP 503 with `Retry-After`. Reconnect later or elsewhere."""

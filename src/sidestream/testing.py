@@ -19,14 +19,18 @@ with serve_wsgi(app) as base_url, urllib.request.urlopen(f"{base_url}/hello") as
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
 
-__all__ = ["serve_wsgi"]
+    from sidestream.sse import Event
+
+__all__ = ["StreamCapture", "read_events", "read_events_async", "serve_asgi", "serve_wsgi"]
 
 
 @contextmanager
@@ -55,3 +59,151 @@ def serve_wsgi(app: WSGIApplication, host: str = "127.0.0.1") -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def serve_asgi(
+    app: Any, host: str = "127.0.0.1", *, graceful_timeout: int = 2, **options: Any
+) -> Iterator[str]:
+    """Serve an ASGI app (the stream service, ...) with uvicorn in a background thread.
+
+    The app runs on the thread's own event loop, with its lifespan: give it Redis clients of
+    its own (a client made on the test's loop must not be used on the server's). Leaving the
+    block stops the server; streams still open are closed after `graceful_timeout` seconds.
+
+    Args:
+        app: The ASGI application.
+        host: The address to listen on; keep the loopback default in tests.
+        graceful_timeout: uvicorn's `timeout_graceful_shutdown`: without one, uvicorn waits
+            for every open stream to end by itself, which an event stream never does.
+        **options: More `uvicorn.Config` options.
+
+    Yields:
+        The base URL, like `http://127.0.0.1:54321` (no trailing slash).
+    """
+    import uvicorn
+
+    settings: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "on"}
+    settings.update(options)
+    config = uvicorn.Config(
+        app, host=host, port=0, timeout_graceful_shutdown=graceful_timeout, **settings
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="serve_asgi", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start; see its log output above")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=graceful_timeout + 10)
+
+
+@dataclass
+class StreamCapture:
+    """What [`read_events`][sidestream.testing.read_events] saw of one event stream.
+
+    Attributes:
+        status: The HTTP status.
+        headers: The response headers (lower-case names).
+        events: The events, in order, as a browser would dispatch them.
+        last_event_id: The id a browser would send back as `Last-Event-ID`.
+        retry: The reconnection delay (ms) the stream asked for, if any.
+        ended: Whether the server ended the stream (rather than the reader stopping).
+        body: The raw bytes of a response that was not a stream (an error's JSON).
+    """
+
+    status: int
+    headers: dict[str, str]
+    events: list[Event] = field(default_factory=list)
+    last_event_id: str = ""
+    retry: int | None = None
+    ended: bool = False
+    body: bytes = b""
+
+
+def read_events(
+    url: str,
+    *,
+    count: int,
+    timeout: float = 5.0,
+    headers: Mapping[str, str] | None = None,
+    until: Callable[[Event], bool] | None = None,
+) -> StreamCapture:
+    """GET an event stream over HTTP and parse it as a browser would (uses httpx).
+
+    Reads until `count` events arrived, `until(event)` is true, the server ends the stream, or
+    `timeout` seconds passed, whichever comes first; then closes the connection.
+
+    Args:
+        url: The stream's URL.
+        count: How many events to wait for.
+        timeout: Seconds to read at most.
+        headers: Request headers (`Last-Event-ID`, `Authorization`, `Origin` ...).
+        until: Stop after the first event for which this returns true.
+    """
+    import httpx
+
+    from sidestream.sse import EventStreamParser
+
+    parser = EventStreamParser()
+    deadline = time.monotonic() + timeout
+    with (
+        httpx.Client(timeout=httpx.Timeout(timeout)) as client,
+        client.stream("GET", url, headers=dict(headers or {})) as response,
+    ):
+        capture = StreamCapture(response.status_code, dict(response.headers))
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            capture.body = response.read()
+            return capture
+        chunks = response.iter_raw()
+        while len(capture.events) < count and time.monotonic() < deadline:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                capture.ended = True
+                break
+            except httpx.ReadTimeout:
+                break  # nothing at all for `timeout` seconds (not even a heartbeat)
+            for event in parser.feed(chunk):
+                capture.events.append(event)
+                if until is not None and until(event):
+                    count = len(capture.events)
+        capture.last_event_id, capture.retry = parser.last_event_id, parser.retry
+        return capture
+
+
+async def read_events_async(
+    read: Callable[[], Awaitable[bytes]], *, count: int, timeout: float = 5.0
+) -> list[Event]:
+    """Parse events from any async byte source until `count` arrived or `timeout` passed.
+
+    For example `falcon.testing`'s streamed result: `read_events_async(result.stream.read,
+    count=2)`. Raises `TimeoutError` (with what arrived so far) when the events did not come.
+    """
+    import asyncio
+
+    from sidestream.sse import EventStreamParser
+
+    parser = EventStreamParser()
+    events: list[Event] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(events) < count:
+        left = deadline - loop.time()
+        if left <= 0:
+            raise TimeoutError(f"got {len(events)} of {count} events in {timeout}s: {events}")
+        try:
+            chunk = await asyncio.wait_for(read(), left)
+        except TimeoutError:
+            continue
+        if not chunk:
+            await asyncio.sleep(0.005)
+            continue
+        events.extend(parser.feed(chunk))
+    return events

@@ -1,0 +1,937 @@
+r"""Per-process fan-out: one Redis subscription for every stream the process serves.
+
+A [`Hub`][sidestream.hub.Hub] holds **one** Redis pub/sub connection, whatever the number of
+clients. A channel is subscribed while at least one local client wants it and unsubscribed when the
+last one leaves. Each event that arrives is encoded **once** (with
+[`sse.encode`][sidestream.sse.encode]) and the same `bytes` object is appended to the queue of
+every [`Subscriber`][sidestream.hub.Subscriber] of that channel: no per-client JSON, no per-client
+Redis command.
+
+What the hub guarantees, per channel:
+
+- **No gap, no duplicate.** A client joining with a cursor (its `Last-Event-ID`) is registered
+  for live events *first*, then its missed events are replayed from the channel's Redis Stream
+  ([`AsyncBus.history`][sidestream.bus.AsyncBus.history]), and live events it already got from
+  the replay are dropped by id. A cursor older than the retained history gets an explicit
+  `reset` event carrying the latest id, never a silent gap.
+- **Bounded queues.** A client whose queue fills up (a slow consumer) is cut off: its queue is
+  dropped, it gets a final `close` event saying why, and if it still has not finished after
+  `cutoff_grace` seconds its connection is aborted. The others are never delayed: the hub only
+  ever appends to queues, it never waits for a client.
+- **Reconnects.** If the Redis connection drops, the hub reconnects with exponential backoff and
+  full jitter, subscribes again, and replays from the Streams what was published meanwhile; the
+  ids tell what was already delivered.
+- **Heartbeats.** Every `heartbeat` seconds each subscriber is woken to send a comment, also when
+  Redis is down. No subscriber ever waits on Redis: it waits on its own queue, which the hub
+  fills.
+
+The service ([`sidestream.service`][sidestream.service]) uses it like this; any ASGI code can:
+
+```python
+import asyncio
+
+from sidestream.bus import AsyncBus, connect_async
+from sidestream.hub import Hub
+
+with asyncio.Runner() as loop:
+    bus = AsyncBus(connect_async("memory://"), prefix="hub-doc:")
+    hub = Hub(bus)
+    subscriber = loop.run(hub.subscribe(["orders"]))
+    loop.run(bus.publish("orders", '{"id": 1}', event="created"))
+    chunk = loop.run(subscriber.next_chunk())
+    print(chunk.split(b"\n")[0], chunk.split(b"\n")[2])
+    #> b'event: created' b'data: {"id": 1}'
+    hub.finish(subscriber)
+    loop.run(hub.aclose())
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from sidestream.bus import AsyncBus, decode_live, parse_cursor, validate_channel
+from sidestream.errors import HistoryGap, InvalidArgument, InvalidCursor, Unavailable
+from sidestream.sse import Event, comment, encode
+
+__all__ = [
+    "HEARTBEAT",
+    "Hub",
+    "HubStats",
+    "Subscriber",
+    "close_event",
+    "format_cursor",
+    "parse_stream_cursor",
+]
+
+log = logging.getLogger("sidestream.hub")
+
+HEARTBEAT: bytes = comment("ping")
+"""The heartbeat comment sent to an idle stream (`: ping` and a blank line)."""
+
+_HISTORY_PAGE = 1000
+_YIELD_EVERY = 64  # let subscribers write after this many messages read in one go
+Key = tuple[int, int]
+
+
+def close_event(reason: str, retry: int | None = None) -> bytes:
+    """The last event of a stream the server ends: `event: close` with `{"reason": ...}`.
+
+    Reasons used here: `slow-consumer`, `expired`, `shutdown`. A `retry` (milliseconds) tells
+    the client how long to wait before it reconnects. It carries no id, so the client's
+    `Last-Event-ID` stays the last event it really received.
+    """
+    return encode(Event(json.dumps({"reason": reason}), event="close", retry=retry))
+
+
+def parse_stream_cursor(text: str, channels: Sequence[str]) -> dict[str, str]:
+    """Parse a stream cursor into `{channel: last id}` for the given channels.
+
+    A stream of one channel uses that channel's event id as is (`1700000000000-0`). A stream of
+    several channels uses `channel=id` pairs joined by commas
+    (`orders=1700000000000-0,user:7=1700000000002-0`), since each channel has its own Stream and
+    ids. Pairs naming channels that are not requested are ignored; a requested channel missing
+    from the cursor starts from now.
+
+    Raises:
+        InvalidCursor: the text is neither form, or an id is malformed.
+    """
+    if len(text) > 8192:
+        raise InvalidCursor("cursor is longer than 8192 characters")
+    wanted = set(channels)
+    if "=" not in text:
+        if len(channels) != 1:
+            raise InvalidCursor(
+                f"cursor {text!r} is a single id, but the stream has {len(channels)} channels: "
+                "send the 'channel=id,channel=id' cursor that the stream's own ids carry"
+            )
+        parse_cursor(text)
+        return {channels[0]: text}
+    positions: dict[str, str] = {}
+    for pair in text.split(","):
+        name, _, event_id = pair.partition("=")
+        validate_cursor_channel(name, text)
+        parse_cursor(event_id)
+        if name in wanted:
+            positions[name] = event_id
+    return positions
+
+
+def validate_cursor_channel(name: str, text: str) -> None:
+    try:
+        validate_channel(name)
+    except ValueError:
+        raise InvalidCursor(
+            f"cursor {text!r} is not 'channel=id' pairs joined by commas "
+            f"({name!r} is not a channel name)"
+        ) from None
+
+
+def format_cursor(channels: Sequence[str], positions: dict[str, str]) -> str:
+    """The stream cursor for these positions: the plain id for one channel, pairs for several."""
+    if len(channels) == 1:
+        return positions[channels[0]]
+    return ",".join(f"{name}={positions[name]}" for name in channels)
+
+
+class _Item:
+    """One event of one channel, encoded once and shared by every subscriber's queue."""
+
+    __slots__ = ("_body", "channel", "event", "id", "key", "wire")
+
+    def __init__(self, channel: str, event: Event, key: Key | None) -> None:
+        self.channel = channel
+        self.event = event
+        self.id = event.id
+        self.key = key
+        self.wire = encode(event)  # with its own id: what a one-channel stream sends
+        self._body: bytes | None = None
+
+    @property
+    def body(self) -> bytes:
+        """The event without its id (a multi-channel stream writes its own cursor as id)."""
+        if self._body is None:
+            self._body = encode(Event(self.event.data, self.event.event))
+        return self._body
+
+
+class _Channel:
+    __slots__ = (
+        "_snapshot",
+        "expect",
+        "joining",
+        "last_id",
+        "last_key",
+        "live",
+        "name",
+        "primed",
+        "ready",
+        "stale",
+        "subs",
+    )
+
+    def __init__(self, name: str, live: str, ready: asyncio.Future[None]) -> None:
+        self.name = name
+        self.live = live
+        self.subs: dict[Subscriber, None] = {}
+        self._snapshot: tuple[Subscriber, ...] | None = ()
+        self.joining = 0  # subscribers waiting for `ready`
+        self.ready = ready  # done once subscribed and the start position is known
+        self.expect = 0  # the SUBSCRIBE (by count in this session) whose confirmation we await
+        self.primed = False
+        self.stale = False  # the connection dropped: replay from last_id when subscribed again
+        self.last_key: Key = (0, 0)
+        self.last_id = "0-0"
+
+    def snapshot(self) -> tuple[Subscriber, ...]:
+        snap = self._snapshot
+        if snap is None:
+            snap = self._snapshot = tuple(self.subs)
+        return snap
+
+    def add(self, sub: Subscriber) -> None:
+        self.subs[sub] = None
+        self._snapshot = None
+
+    def discard(self, sub: Subscriber) -> None:
+        if self.subs.pop(sub, 0) is None:
+            self._snapshot = None
+
+
+class Subscriber:
+    """One client's view of the hub: a bounded queue of encoded events and a way to wait on it.
+
+    Made by [`Hub.subscribe`][sidestream.hub.Hub.subscribe]. The writer loop calls
+    [`next_chunk`][sidestream.hub.Subscriber.next_chunk] until it returns `b""`, writes each
+    chunk to the client, and calls [`Hub.finish`][sidestream.hub.Hub.finish] at the end.
+
+    Attributes:
+        channels: The channels this subscriber reads, in the order asked.
+        preamble: The bytes to send first: the `id:` of the client's position (so a client that
+            reconnects before any event arrives still resumes from here) and replayed events.
+        abort: Called if the subscriber was closed but its writer has not finished
+            `cutoff_grace` seconds later (a client that stopped reading): the service sets it to
+            something that drops the connection.
+    """
+
+    __slots__ = (
+        "_cursor",
+        "_final",
+        "_hub",
+        "_ping",
+        "_positions",
+        "_queue",
+        "_skip",
+        "_waiter",
+        "abort",
+        "channels",
+        "closed",
+        "finished",
+        "preamble",
+        "timer",
+    )
+
+    def __init__(self, hub: Hub, channels: tuple[str, ...]) -> None:
+        self._hub = hub
+        self.channels = channels
+        self._queue: list[_Item] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._ping = False
+        self._final = b""
+        self._skip: dict[str, Key] | None = None  # catching up: drop live items up to these ids
+        self._positions: dict[str, str] | None = None  # several channels: the cursor we write
+        self._cursor = ""
+        self.closed: str | None = None
+        self.finished = False
+        self.preamble = b""
+        self.abort: Callable[[], None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    @property
+    def cursor(self) -> str:
+        """The client's position as of the last chunk handed out (what its `Last-Event-ID` is)."""
+        if self._positions is not None:
+            return format_cursor(self.channels, self._positions)
+        return self._cursor
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _push(self, item: _Item) -> None:
+        # The hot path of the fan-out: one append, one length check, one wake-up.
+        queue = self._queue
+        queue.append(item)
+        if len(queue) > self._hub.queue_size:
+            self._hub._cut_off(self)
+            return
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def close(self, final: bytes = b"", *, drop_queue: bool = False) -> None:
+        """End the stream: after what is queued (unless `drop_queue`), send `final`, then stop."""
+        if self.closed is not None:
+            return
+        self.closed = "closed"
+        if drop_queue:
+            self._queue = []
+        self._final = final
+        self._hub._leave_channels(self)
+        self._wake()
+
+    async def next_chunk(self) -> bytes:
+        """The next bytes to write to the client; `b""` when the stream is over.
+
+        Waits until there is something: queued events (several are joined into one chunk), a
+        heartbeat, or the end. It never waits on Redis.
+        """
+        while True:
+            queue = self._queue
+            if queue:
+                self._queue = []
+                self._ping = False
+                if self._skip is None and self._positions is None:
+                    self._hub.delivered += len(queue)
+                    if len(queue) == 1:
+                        self._cursor = queue[0].id or self._cursor
+                        return queue[0].wire
+                    for item in reversed(queue):
+                        if item.id is not None:
+                            self._cursor = item.id
+                            break
+                    return b"".join([item.wire for item in queue])
+                chunk = self._render(queue)
+                if chunk:
+                    return chunk
+                continue
+            if self._ping:
+                self._ping = False
+                return HEARTBEAT
+            if self.closed is not None:
+                final, self._final = self._final, b""
+                return final
+            waiter = self._waiter = self._hub._loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    def _render(self, queue: list[_Item]) -> bytes:
+        """The slow path: a subscriber still catching up, or one with several channels."""
+        out: list[bytes] = []
+        skip = self._skip
+        positions = self._positions
+        for item in queue:
+            if skip is not None and item.key is not None:
+                until = skip.get(item.channel)
+                if until is not None:
+                    if item.key <= until:
+                        continue  # already sent by the replay
+                    del skip[item.channel]
+                    if not skip:
+                        skip = self._skip = None
+            if positions is None:
+                if item.id is not None:
+                    self._cursor = item.id
+                out.append(item.wire)
+            elif item.id is None:  # a live-only event: nothing to resume from
+                out.append(item.body)
+            else:
+                positions[item.channel] = item.id
+                cursor = format_cursor(self.channels, positions)
+                out.append(b"id: " + cursor.encode() + b"\n" + item.body)
+        self._hub.delivered += len(out)
+        return b"".join(out)
+
+
+@dataclass(frozen=True)
+class HubStats:
+    """A snapshot of a hub's counters (what `/metrics` reports).
+
+    Attributes:
+        open_streams: Subscribers that have not finished.
+        channels: Channels subscribed in Redis right now.
+        delivered: Events handed to writers since start (one per event per subscriber).
+        cutoffs: Slow consumers cut off since start.
+        reconnects: Times the Redis pub/sub connection was lost and opened again.
+        replayed: Events fetched from the Streams after a reconnect (not per subscriber).
+        connected: Whether the pub/sub connection is up right now.
+    """
+
+    open_streams: int
+    channels: int
+    delivered: int
+    cutoffs: int
+    reconnects: int
+    replayed: int
+    connected: bool
+
+
+class _Session:
+    """One pub/sub connection's life: from connect to the first error."""
+
+    def __init__(self, pubsub: Any) -> None:
+        self.pubsub = pubsub
+        self.sent: dict[str, int] = {}
+        self.confirmed: dict[str, int] = {}
+        self.alive = True
+
+    async def reconnected(self, connection: Any) -> None:
+        """Any later (re)connect, even one redis-py makes by itself, means messages may have
+        been missed: end the session so the reader starts a clean one and replays."""
+        self.alive = False
+
+
+class Hub:
+    """Fan-out of Redis events to local subscribers over one pub/sub connection.
+
+    Args:
+        bus: The bus the events are published on (its prefix names the keys).
+        queue_size: Events a subscriber may have queued before it is cut off as a slow
+            consumer. The queue holds references to shared objects, so this bounds memory at
+            about 8 bytes per slot per subscriber, plus what the events themselves weigh once.
+        heartbeat: Seconds between heartbeat comments.
+        cutoff_grace: Seconds a closed subscriber may take to finish before `abort` is called.
+        redis_commands: How many Redis commands (history, latest id) the hub sends at once,
+            beside the pub/sub connection. The process holds at most this many pooled
+            connections plus one, whatever the number of streams.
+        ready_timeout: Seconds `subscribe` waits for Redis to confirm a new subscription before
+            it raises [`Unavailable`][sidestream.errors.Unavailable].
+        reconnect_delay: `(first, cap)` of the exponential backoff between connection attempts,
+            in seconds; each delay is drawn uniformly between 0 and the current step.
+        ping_interval: Seconds of silence on the pub/sub connection after which the hub sends a
+            PING; no answer within as long again counts as a lost connection.
+    """
+
+    def __init__(
+        self,
+        bus: AsyncBus,
+        *,
+        queue_size: int = 256,
+        heartbeat: float = 15.0,
+        cutoff_grace: float = 5.0,
+        redis_commands: int = 1,
+        ready_timeout: float = 10.0,
+        reconnect_delay: tuple[float, float] = (0.1, 5.0),
+        ping_interval: float = 10.0,
+    ) -> None:
+        for name, value in (
+            ("heartbeat", heartbeat),
+            ("cutoff_grace", cutoff_grace),
+            ("ready_timeout", ready_timeout),
+            ("ping_interval", ping_interval),
+        ):
+            if not isinstance(value, int | float) or not value > 0:
+                raise InvalidArgument(f"{name} must be a number of seconds > 0, not {value!r}")
+        if not isinstance(queue_size, int) or queue_size < 1:
+            raise InvalidArgument(f"queue_size must be an int >= 1, not {queue_size!r}")
+        if not isinstance(redis_commands, int) or redis_commands < 1:
+            raise InvalidArgument(f"redis_commands must be an int >= 1, not {redis_commands!r}")
+        first, cap = reconnect_delay
+        if not 0 < first <= cap:
+            raise InvalidArgument(
+                f"reconnect_delay must be (first, cap), 0 < first <= cap: {reconnect_delay!r}"
+            )
+        self.bus = bus
+        self.queue_size = queue_size
+        self.heartbeat = float(heartbeat)
+        self.cutoff_grace = float(cutoff_grace)
+        self.ready_timeout = float(ready_timeout)
+        self.reconnect_delay = (float(first), float(cap))
+        self.ping_interval = float(ping_interval)
+        self.delivered = 0
+        self.cutoffs = 0
+        self.reconnects = 0
+        self.replayed = 0
+        self._redis_commands = redis_commands
+        self._slots: asyncio.Semaphore | None = None
+        self._channels: dict[str, _Channel] = {}
+        self._by_live: dict[str, _Channel] = {}
+        self._subscribers: set[Subscriber] = set()
+        self._session: _Session | None = None
+        self._send_lock: asyncio.Lock | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+        self.draining = False
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        if self._event_loop is None:
+            raise RuntimeError("the hub is not started: await hub.start() (or use 'async with')")
+        return self._event_loop
+
+    async def start(self) -> None:
+        """Start the reader and heartbeat tasks (idempotent; `subscribe` calls it too)."""
+        if self._event_loop is not None:
+            return
+        if self._closing:
+            raise RuntimeError("this hub was closed; make a new one")
+        self._event_loop = asyncio.get_running_loop()
+        self._slots = asyncio.Semaphore(self._redis_commands)
+        self._send_lock = asyncio.Lock()
+        self._tasks = [
+            asyncio.create_task(self._run(), name="sidestream-hub-reader"),
+            asyncio.create_task(self._tick(), name="sidestream-hub-heartbeat"),
+        ]
+
+    async def __aenter__(self) -> Hub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def begin_drain(self, final: bytes | Callable[[], bytes] = b"") -> None:
+        """Close every open stream after what is queued, with `final` last; refuse new ones.
+
+        `final` may be a function called once per stream (to give each its own jittered
+        `retry:`). Subscribers still open `cutoff_grace` seconds later are aborted.
+        """
+        self.draining = True
+        for sub in list(self._subscribers):
+            sub.close(final() if callable(final) else final)
+            self._schedule_abort(sub)
+
+    async def drain(self, final: bytes | Callable[[], bytes], timeout: float) -> int:
+        """[`begin_drain`][sidestream.hub.Hub.begin_drain], then wait until every stream has
+        finished or `timeout` seconds passed.
+
+        Returns:
+            How many streams were still open at the timeout (0 when all finished).
+        """
+        self.begin_drain(final)
+        loop = self._event_loop or asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._subscribers and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        return len(self._subscribers)
+
+    async def aclose(self) -> None:
+        """Stop the tasks and close the pub/sub connection. Open subscribers end at once."""
+        self._closing = True
+        for sub in list(self._subscribers):
+            sub.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in [*self._tasks, *self._background]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        session, self._session = self._session, None
+        if session is not None:
+            await self._close_session(session)
+
+    # -- subscribers ---------------------------------------------------------------------------
+
+    @property
+    def open_streams(self) -> int:
+        """Subscribers that have not finished."""
+        return len(self._subscribers)
+
+    def stats(self) -> HubStats:
+        """The counters, as one consistent snapshot."""
+        return HubStats(
+            open_streams=len(self._subscribers),
+            channels=sum(1 for ch in self._channels.values() if ch.primed),
+            delivered=self.delivered,
+            cutoffs=self.cutoffs,
+            reconnects=self.reconnects,
+            replayed=self.replayed,
+            connected=self._session is not None and self._session.alive,
+        )
+
+    async def subscribe(self, channels: Iterable[str], *, cursor: str | None = None) -> Subscriber:
+        """Register a subscriber for `channels`, resuming after `cursor` if given.
+
+        Live events are queued for it from the moment it is registered; events after `cursor`
+        that it missed are then read from the Streams into its
+        [`preamble`][sidestream.hub.Subscriber], and live events the replay already covered are
+        dropped by id.
+
+        Args:
+            channels: Channel names (validated; duplicates ignored).
+            cursor: The client's `Last-Event-ID` (see
+                [`parse_stream_cursor`][sidestream.hub.parse_stream_cursor]), or `None` to start
+                from now.
+
+        Raises:
+            InvalidChannel: a bad channel name.
+            InvalidCursor: a malformed cursor.
+            Unavailable: the hub is draining, or Redis did not confirm the subscription in
+                `ready_timeout` seconds.
+        """
+        names = tuple(dict.fromkeys(validate_channel(name) for name in channels))
+        if not names:
+            raise InvalidArgument("subscribe to at least one channel")
+        positions = parse_stream_cursor(cursor, names) if cursor else {}
+        await self.start()
+        if self.draining or self._closing:
+            raise Unavailable("the service is shutting down: reconnect to another instance")
+        sub = Subscriber(self, names)
+        acquired: list[_Channel] = []
+        try:
+            for name in names:
+                acquired.append(await self._acquire(name))
+        except BaseException:
+            for ch in acquired:
+                ch.joining -= 1
+                self._maybe_unsubscribe(ch)
+            raise
+        # Registration and reading the start positions happen with no await in between, so
+        # every event after these positions reaches this subscriber's queue.
+        start: dict[str, str] = {}
+        for ch in acquired:
+            ch.joining -= 1
+            ch.add(sub)
+            start[ch.name] = ch.last_id
+        self._subscribers.add(sub)
+        try:
+            await self._catch_up(sub, start, positions)
+        except BaseException:
+            self.finish(sub)
+            raise
+        return sub
+
+    def finish(self, sub: Subscriber) -> None:
+        """Forget a subscriber whose writer has ended (idempotent). Frees its channels."""
+        if sub.finished:
+            return
+        sub.finished = True
+        sub.closed = sub.closed or "finished"
+        if sub.timer is not None:
+            sub.timer.cancel()
+            sub.timer = None
+        self._leave_channels(sub)
+        self._subscribers.discard(sub)
+        sub._queue = []
+        sub._wake()
+
+    def expire_at(self, sub: Subscriber, when: float, final: bytes) -> None:
+        """Close `sub` with `final` at loop time `when` (an authorizer's expiry)."""
+        loop = self._loop()
+
+        def expire() -> None:
+            sub.timer = None
+            sub.close(final)
+            self._schedule_abort(sub)
+
+        if sub.timer is not None:
+            sub.timer.cancel()
+        sub.timer = loop.call_at(when, expire)
+
+    def _schedule_abort(self, sub: Subscriber) -> None:
+        def abort_if_open() -> None:
+            if not sub.finished and sub.abort is not None:
+                log.info(
+                    "aborting a stream that did not finish %.1fs after close", self.cutoff_grace
+                )
+                sub.abort()
+
+        self._loop().call_later(self.cutoff_grace, abort_if_open)
+
+    def _cut_off(self, sub: Subscriber) -> None:
+        self.cutoffs += 1
+        log.warning(
+            "slow consumer on %s: more than %d events queued, cutting it off",
+            ",".join(sub.channels),
+            self.queue_size,
+        )
+        sub.close(close_event("slow-consumer"), drop_queue=True)
+        self._schedule_abort(sub)
+
+    def _leave_channels(self, sub: Subscriber) -> None:
+        for name in sub.channels:
+            ch = self._channels.get(name)
+            if ch is not None and sub in ch.subs:
+                ch.discard(sub)
+                self._maybe_unsubscribe(ch)
+
+    async def _acquire(self, name: str) -> _Channel:
+        ch = self._channels.get(name)
+        if ch is None:
+            live = self.bus.live_channel(name)
+            ch = _Channel(name, live, self._loop().create_future())
+            self._channels[name] = ch
+            self._by_live[live] = ch
+            ch.joining += 1
+            self._spawn(self._send("SUBSCRIBE", ch))
+        else:
+            ch.joining += 1
+        if not ch.ready.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(ch.ready), self.ready_timeout)
+            except TimeoutError:
+                ch.joining -= 1
+                self._maybe_unsubscribe(ch)
+                raise Unavailable(
+                    f"Redis did not confirm the subscription to {name!r} within "
+                    f"{self.ready_timeout:g}s; try again shortly"
+                ) from None
+        return ch
+
+    def _maybe_unsubscribe(self, ch: _Channel) -> None:
+        if ch.subs or ch.joining or self._channels.get(ch.name) is not ch:
+            return
+        del self._channels[ch.name]
+        if self._by_live.get(ch.live) is ch:
+            del self._by_live[ch.live]
+        if not ch.ready.done():
+            ch.ready.cancel()
+        if not self._closing:
+            self._spawn(self._send("UNSUBSCRIBE", ch))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send(self, command: str, ch: _Channel) -> None:
+        """Send SUBSCRIBE or UNSUBSCRIBE on the current session, in call order."""
+        assert self._send_lock is not None
+        async with self._send_lock:
+            session = self._session
+            if session is None or not session.alive:
+                return  # the next session subscribes to every channel in self._channels
+            if command == "SUBSCRIBE":
+                if self._channels.get(ch.name) is not ch:
+                    return
+                count = session.sent[ch.name] = session.sent.get(ch.name, 0) + 1
+                ch.expect = count
+            elif ch.name in self._channels:
+                return  # wanted again before we got to unsubscribe
+            try:
+                if command == "SUBSCRIBE":
+                    await session.pubsub.subscribe(ch.live)
+                else:
+                    await session.pubsub.unsubscribe(ch.live)
+            except (RedisError, OSError) as exc:
+                log.warning("%s %s failed: %s", command, ch.live, exc)
+                session.alive = False
+
+    async def _catch_up(
+        self, sub: Subscriber, start: dict[str, str], positions: dict[str, str]
+    ) -> None:
+        names = sub.channels
+        current = {name: positions.get(name, start[name]) for name in names}
+        multi = len(names) > 1
+        head = f"id: {format_cursor(names, current)}\n\n".encode()
+        replayed: list[bytes] = []
+        skip: dict[str, Key] = {}
+        for name, after in positions.items():
+            after_key = parse_cursor(after)
+            if after_key >= parse_cursor(start[name]):
+                skip[name] = after_key  # nothing to replay; live events up to it are old
+                continue
+            try:
+                events = await self._history(name, after)
+            except HistoryGap as gap:
+                current[name] = gap.latest_id
+                skip[name] = parse_cursor(gap.latest_id)
+                replayed.append(self._reset(name, gap, names, current))
+                continue
+            for event in events:
+                assert event.id is not None
+                current[name] = event.id
+                if multi:
+                    event = Event(event.data, event.event, format_cursor(names, current))
+                replayed.append(encode(event))
+            skip[name] = parse_cursor(current[name])
+        sub._skip = skip or None
+        if multi:
+            sub._positions = current
+        else:
+            sub._cursor = current[names[0]]
+        sub.preamble = head + b"".join(replayed)
+        self.delivered += len(replayed)
+
+    def _reset(
+        self, name: str, gap: HistoryGap, names: Sequence[str], current: dict[str, str]
+    ) -> bytes:
+        data = json.dumps({"channel": name, "latest_id": gap.latest_id, "reason": "history-gap"})
+        return encode(Event(data, event="reset", id=format_cursor(names, current)))
+
+    async def _history(self, name: str, after: str) -> list[Event]:
+        """Every retained event after `after`, page by page (the Stream's MAXLEN bounds it)."""
+        assert self._slots is not None
+        events: list[Event] = []
+        while True:
+            async with self._slots:
+                page = await self.bus.history(name, after_id=after, limit=_HISTORY_PAGE)
+            events.extend(page)
+            if len(page) < _HISTORY_PAGE:
+                return events
+            assert page[-1].id is not None
+            after = page[-1].id
+
+    # -- the reader ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        first, cap = self.reconnect_delay
+        while not self._closing:
+            session: _Session | None = None
+            try:
+                session = await self._open_session()
+                attempt = 0
+                await self._read(session)
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("Redis pub/sub connection lost: %s", exc)
+            finally:
+                if session is not None:
+                    session.alive = False
+                    if self._session is session:
+                        self._session = None
+                    await self._close_session(session)
+            if self._closing:
+                return
+            self.reconnects += 1
+            for ch in self._channels.values():
+                ch.stale = ch.primed
+            delay = random.uniform(0, min(cap, first * 2**attempt))
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _open_session(self) -> _Session:
+        pubsub: Any = self.bus.redis.pubsub()
+        session = _Session(pubsub)
+        try:
+            await pubsub.connect()
+        except BaseException:
+            await self._close_session(session)
+            raise
+        pubsub.connection.register_connect_callback(session.reconnected)
+        assert self._send_lock is not None
+        async with self._send_lock:
+            lives = [ch.live for ch in self._channels.values()]
+            for ch in self._channels.values():
+                session.sent[ch.name] = ch.expect = 1
+            self._session = session
+            if lives:
+                await pubsub.subscribe(*lives)
+        return session
+
+    async def _close_session(self, session: _Session) -> None:
+        connection = session.pubsub.connection
+        if connection is not None:
+            connection.deregister_connect_callback(session.reconnected)
+        with contextlib.suppress(Exception):
+            await session.pubsub.aclose()
+
+    async def _read(self, session: _Session) -> None:
+        loop = self._loop()
+        pubsub = session.pubsub
+        last_heard = loop.time()
+        pinged = False
+        handled = 0
+        while session.alive and not self._closing:
+            message = await pubsub.get_message(timeout=self.ping_interval)
+            if not session.alive:
+                return
+            now = loop.time()
+            if message is None:
+                if now - last_heard >= self.ping_interval:
+                    if pinged:
+                        raise TimeoutError(f"no answer to PING in {self.ping_interval:g}s")
+                    await pubsub.ping()
+                    pinged = True
+                continue
+            last_heard, pinged = now, False
+            kind = message["type"]
+            if kind == "message":
+                self._on_message(message["channel"], message["data"])
+                handled += 1
+                if handled % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+            elif kind == "subscribe":
+                await self._on_subscribed(session, message["channel"])
+
+    async def _on_subscribed(self, session: _Session, live: bytes | str) -> None:
+        live_name = live.decode() if isinstance(live, bytes) else live
+        ch = self._by_live.get(live_name)
+        if ch is None:
+            return
+        count = session.confirmed[ch.name] = session.confirmed.get(ch.name, 0) + 1
+        if count < ch.expect or ch.ready.cancelled():
+            return
+        if not ch.primed:
+            assert self._slots is not None
+            async with self._slots:
+                latest = await self.bus.latest_id(ch.name)
+            key = parse_cursor(latest)
+            if key > ch.last_key:
+                ch.last_key, ch.last_id = key, latest
+            ch.primed = True
+            if not ch.ready.done():
+                ch.ready.set_result(None)
+        elif ch.stale:
+            ch.stale = False
+            await self._replay(ch)
+
+    async def _replay(self, ch: _Channel) -> None:
+        """After a reconnect: deliver what was published on `ch` while we were away."""
+        try:
+            events = await self._history(ch.name, ch.last_id)
+        except HistoryGap as gap:
+            data = json.dumps(
+                {"channel": ch.name, "latest_id": gap.latest_id, "reason": "history-gap"}
+            )
+            item = _Item(
+                ch.name, Event(data, event="reset", id=gap.latest_id), parse_cursor(gap.latest_id)
+            )
+            self._dispatch(ch, item)
+            return
+        self.replayed += len(events)
+        for event in events:
+            self._deliver(ch, event)
+
+    def _on_message(self, live: bytes | str, payload: bytes | str) -> None:
+        ch = self._by_live.get(live.decode() if isinstance(live, bytes) else live)
+        if ch is None or not ch.primed:
+            return
+        try:
+            event = decode_live(payload)
+        except ValueError:
+            log.warning("ignoring a message on %r that sidestream did not publish", live)
+            return
+        self._deliver(ch, event)
+
+    def _deliver(self, ch: _Channel, event: Event) -> None:
+        if event.id is None:  # publish_live: no id, no history, no dedupe
+            self._dispatch(ch, _Item(ch.name, event, None))
+            return
+        key = parse_cursor(event.id)
+        if key <= ch.last_key:
+            return  # already delivered (a replay and the live message overlapped)
+        self._dispatch(ch, _Item(ch.name, event, key))
+
+    def _dispatch(self, ch: _Channel, item: _Item) -> None:
+        if item.key is not None:
+            ch.last_key, ch.last_id = item.key, item.id or ch.last_id
+        for sub in ch.snapshot():
+            sub._push(item)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            for sub in list(self._subscribers):
+                if sub.closed is None:
+                    sub._ping = True
+                    sub._wake()

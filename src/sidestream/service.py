@@ -1,0 +1,446 @@
+"""The stream service: a Falcon ASGI app that serves Server-Sent Events from the bus.
+
+[`create_app`][sidestream.service.create_app] returns a
+[`StreamApp`][sidestream.service.StreamApp] (a `falcon.asgi.App`) with three routes:
+
+| Route | What it answers |
+| --- | --- |
+| `GET /events?channel=a&channel=b` | a `text/event-stream` of those channels |
+| `GET /healthz` | `{"status": "ok", ...}`; 503 while draining |
+| `GET /metrics` | Prometheus text: open streams, channels, deliveries, cut-offs, reconnects |
+
+The module-level `app` is configured from `REDIS_URL`, for `uvicorn sidestream.service:app`.
+
+A stream starts with a `retry:` hint (with jitter, so that a restart does not bring every client
+back in the same second) and the `id:` of the client's position; then come the events. A client
+that reconnects with `Last-Event-ID` (or `?last_event_id=`, for a first connection that must
+resume) gets exactly the events it missed, then the live ones. Heartbeat comments keep proxies
+from closing an idle stream. Every request is authorized before a byte of the stream is sent;
+bad input gets a 4xx JSON body naming the problem. On shutdown every stream gets a final `retry:`
+and is closed, so that uvicorn exits and the clients resume on another instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from sidestream.access import Authorizer, allow_all
+from sidestream.bus import AsyncBus, connect_async, validate_channel
+from sidestream.errors import (
+    AccessDenied,
+    InvalidArgument,
+    InvalidChannel,
+    InvalidCursor,
+    Unauthorized,
+    Unavailable,
+)
+from sidestream.hub import Hub, Subscriber, close_event, parse_stream_cursor
+
+__all__ = ["CURSOR_PARAM", "StreamApp", "create_app"]
+
+log = logging.getLogger("sidestream.service")
+
+CURSOR_PARAM = "last_event_id"
+"""The query parameter that carries a cursor on a first connection (`EventSource` sends the
+`Last-Event-ID` header only when it reconnects by itself). The header wins when both are sent,
+because it is the newer of the two."""
+
+_STREAM_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Accel-Buffering": "no",  # nginx: pass each event on at once, do not buffer the response
+}
+
+
+class StreamApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
+    """The app [`create_app`][sidestream.service.create_app] returns: a `falcon.asgi.App` that
+    also knows its hub and how to drain.
+
+    Attributes:
+        hub: The [`Hub`][sidestream.hub.Hub] that feeds every stream of this process.
+    """
+
+    hub: Hub
+    drain_timeout: float
+    _retry: tuple[int, int]
+
+    async def __call__(  # type: ignore[override]
+        self, scope: dict[str, Any], receive: Any, send: Any
+    ) -> None:
+        # A stream needs its ASGI `receive` (to notice a disconnect, and to drop a connection
+        # whose client stopped reading), and a request this app cancelled itself ends quietly.
+        if scope["type"] == "http":
+            scope["sidestream.receive"] = receive
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if scope.get("sidestream.aborted") and task is not None:
+                task.uncancel()
+                return
+            raise
+
+    def final_event(self) -> bytes:
+        """What a draining stream gets last: `event: close` with a jittered `retry:`."""
+        base, jitter = self._retry
+        return close_event("shutdown", retry=_jittered(base, jitter))
+
+    def begin_drain(self) -> None:
+        """Start closing every stream (a final `retry:` each) and refuse new ones with 503."""
+        if not self.hub.draining:
+            log.info("draining %d open streams", self.hub.open_streams)
+        self.hub.begin_drain(self.final_event)
+
+    async def drain(self, timeout: float | None = None) -> int:
+        """Close every stream and wait up to `timeout` (default: the app's `drain_timeout`).
+
+        Returns:
+            How many streams were still open when the wait ended.
+        """
+        wait = self.drain_timeout if timeout is None else timeout
+        return await self.hub.drain(self.final_event, wait)
+
+
+def _jittered(base: int, jitter: int) -> int:
+    return base + random.randint(0, jitter) if jitter else base
+
+
+def _http_error(exc: AccessDenied) -> falcon.HTTPError:
+    if isinstance(exc, Unauthorized):
+        return falcon.HTTPUnauthorized(
+            title="unauthorized", description=exc.reason, challenges=["Bearer"]
+        )
+    return falcon.HTTPForbidden(title="forbidden", description=exc.reason)
+
+
+def _unavailable(reason: str, retry_after: int) -> falcon.HTTPError:
+    return falcon.HTTPServiceUnavailable(
+        title="unavailable", description=reason, retry_after=retry_after
+    )
+
+
+class _Streams:
+    """`GET /events`: one event stream per request."""
+
+    def __init__(
+        self,
+        app: StreamApp,
+        authorize: Authorizer,
+        max_streams: int,
+        max_channels: int,
+        retry_after: int,
+    ) -> None:
+        self.app = app
+        self.authorize = authorize
+        self.max_streams = max_streams
+        self.max_channels = max_channels
+        self.retry_after = retry_after
+
+    def _channels(self, req: falcon.asgi.Request) -> list[str]:
+        names = req.get_param_as_list("channel") or []
+        if not names:
+            raise falcon.HTTPMissingParam("channel")
+        if len(names) > self.max_channels:
+            raise falcon.HTTPInvalidParam(
+                f"at most {self.max_channels} channels per stream, got {len(names)}", "channel"
+            )
+        try:
+            return list(dict.fromkeys(validate_channel(name) for name in names))
+        except InvalidChannel as exc:
+            raise falcon.HTTPInvalidParam(str(exc), "channel") from None
+
+    def _cursor(self, req: falcon.asgi.Request, channels: list[str]) -> str | None:
+        header = req.get_header("Last-Event-ID")
+        cursor = header or req.get_param(CURSOR_PARAM) or None
+        if cursor is None:
+            return None
+        try:
+            parse_stream_cursor(cursor, channels)
+        except InvalidCursor as exc:
+            if header:
+                raise falcon.HTTPInvalidHeader(str(exc), "Last-Event-ID") from None
+            raise falcon.HTTPInvalidParam(str(exc), CURSOR_PARAM) from None
+        return cursor
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        channels = self._channels(req)
+        cursor = self._cursor(req, channels)
+        hub = self.app.hub
+        if hub.draining:
+            raise _unavailable("the service is shutting down", self.retry_after)
+        if hub.open_streams >= self.max_streams:
+            raise _unavailable(
+                f"this process holds its maximum of {self.max_streams} streams", self.retry_after
+            )
+        try:
+            grant = await self.authorize(req, channels)
+        except AccessDenied as exc:
+            raise _http_error(exc) from None
+        if grant.expires_at is not None and grant.expires_at <= time.time():
+            raise _http_error(Unauthorized("the grant has already expired"))
+        try:
+            sub = await hub.subscribe(channels, cursor=cursor)
+        except Unavailable as exc:
+            raise _unavailable(str(exc), self.retry_after) from None
+        except InvalidCursor as exc:  # pragma: no cover - checked above
+            raise falcon.HTTPInvalidParam(str(exc), CURSOR_PARAM) from None
+
+        scope = req.scope
+        receive = scope["sidestream.receive"]
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        watcher = loop.create_task(_watch_disconnect(receive, sub))
+
+        def abort() -> None:
+            # uvicorn: drop the TCP connection (its buffer would never drain). Elsewhere:
+            # cancel the request, which StreamApp ends quietly.
+            transport = getattr(getattr(receive, "__self__", None), "transport", None)
+            if transport is not None and hasattr(transport, "abort"):
+                transport.abort()
+            elif task is not None:
+                scope["sidestream.aborted"] = True
+                task.cancel()
+                hub.finish(sub)
+                watcher.cancel()
+
+        sub.abort = abort
+        if grant.expires_at is not None:
+            when = loop.time() + (grant.expires_at - time.time())
+            hub.expire_at(sub, when, close_event("expired", retry=_jittered(*self.app._retry)))
+
+        resp.content_type = "text/event-stream"
+        resp.set_headers(_STREAM_HEADERS)
+        retry = f"retry: {_jittered(*self.app._retry)}\n".encode()
+        resp.stream = _stream(hub, sub, retry + sub.preamble, watcher)
+
+
+async def _watch_disconnect(receive: Callable[[], Any], sub: Subscriber) -> None:
+    """Wait for the client to go away (the server may not tell a writer), then end its stream."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            sub.close(drop_queue=True)
+            return
+
+
+async def _stream(
+    hub: Hub, sub: Subscriber, first: bytes, watcher: asyncio.Task[None]
+) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        next_chunk = sub.next_chunk
+        while chunk := await next_chunk():
+            yield chunk
+    finally:
+        watcher.cancel()
+        hub.finish(sub)
+
+
+class _Health:
+    def __init__(self, app: StreamApp) -> None:
+        self.app = app
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        stats = self.app.hub.stats()
+        draining = self.app.hub.draining
+        resp.media = {
+            "status": "draining" if draining else "ok",
+            "redis": "up" if stats.connected else "down",
+            "open_streams": stats.open_streams,
+        }
+        resp.cache_control = ["no-store"]
+        if draining:
+            resp.status = falcon.HTTP_503
+
+
+_METRICS = (
+    ("open_streams", "gauge", "Event streams open in this process."),
+    ("subscribed_channels", "gauge", "Channels this process is subscribed to in Redis."),
+    ("events_delivered_total", "counter", "Events handed to streams (one per event per stream)."),
+    ("slow_consumer_cutoffs_total", "counter", "Streams cut off because their queue filled."),
+    ("redis_reconnects_total", "counter", "Times the Redis pub/sub connection was reopened."),
+    ("replayed_events_total", "counter", "Events replayed from Streams after a reconnect."),
+    ("redis_connected", "gauge", "1 while the Redis pub/sub connection is up."),
+)
+
+
+class _Metrics:
+    def __init__(self, app: StreamApp) -> None:
+        self.app = app
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        stats = self.app.hub.stats()
+        values = {
+            "open_streams": stats.open_streams,
+            "subscribed_channels": stats.channels,
+            "events_delivered_total": stats.delivered,
+            "slow_consumer_cutoffs_total": stats.cutoffs,
+            "redis_reconnects_total": stats.reconnects,
+            "replayed_events_total": stats.replayed,
+            "redis_connected": int(stats.connected),
+        }
+        lines = []
+        for name, kind, help_text in _METRICS:
+            lines += [
+                f"# HELP sidestream_{name} {help_text}",
+                f"# TYPE sidestream_{name} {kind}",
+                f"sidestream_{name} {values[name]}",
+            ]
+        resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
+        resp.cache_control = ["no-store"]
+        resp.text = "\n".join(lines) + "\n"
+
+
+class _Vary:
+    """Adds `Vary: Origin`: the CORS headers depend on it, so caches must not mix them up."""
+
+    async def process_response(
+        self, req: Any, resp: falcon.asgi.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        resp.append_header("Vary", "Origin")
+
+
+class _Lifespan:
+    """Starts the hub; on shutdown (or on the signal that starts it) drains every stream."""
+
+    def __init__(self, app: StreamApp, drain_on_signal: bool) -> None:
+        self.app = app
+        self.drain_on_signal = drain_on_signal
+
+    async def process_startup(self, scope: Any, event: Any) -> None:
+        await self.app.hub.start()
+        if self.drain_on_signal:
+            _drain_on_signals(asyncio.get_running_loop(), self.app.begin_drain)
+
+    async def process_shutdown(self, scope: Any, event: Any) -> None:
+        left = await self.app.drain()
+        if left:
+            log.warning("%d streams still open after the drain timeout", left)
+        await self.app.hub.aclose()
+
+
+def _drain_on_signals(loop: asyncio.AbstractEventLoop, begin_drain: Callable[[], None]) -> None:
+    """Start draining as soon as SIGTERM/SIGINT arrive, before the server's own handler runs.
+
+    uvicorn sends the ASGI lifespan shutdown only *after* every connection has closed, and an
+    event stream never closes by itself: without this, uvicorn would wait out
+    `--timeout-graceful-shutdown` and then cancel the streams without a last `retry:`. The
+    server's handler (which the chained one calls) is restored when the server exits.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers live in the main thread; a server in a thread has none
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if not callable(previous):
+            continue  # no server handler to chain to: leave the default behaviour alone
+
+        def handler(number: int, frame: Any, previous: Callable[..., Any] = previous) -> None:
+            loop.call_soon_threadsafe(begin_drain)
+            previous(number, frame)
+
+        signal.signal(signum, handler)
+
+
+def create_app(
+    bus: AsyncBus | None = None,
+    *,
+    hub: Hub | None = None,
+    authorize: Authorizer = allow_all,
+    cors_origins: Iterable[str] = (),
+    cors_credentials: bool = True,
+    heartbeat: float = 15.0,
+    max_streams: int = 5000,
+    max_channels: int = 16,
+    queue_size: int = 256,
+    retry: int = 3000,
+    retry_jitter: int = 2000,
+    retry_after: int = 5,
+    drain_timeout: float = 5.0,
+    drain_on_signal: bool = True,
+    path: str = "/events",
+) -> StreamApp:
+    """The stream service as a Falcon ASGI app.
+
+    Args:
+        bus: The bus to read; default: an [`AsyncBus`][sidestream.bus.AsyncBus] on `REDIS_URL`
+            (unset or `memory://`: the embedded fakeredis).
+        hub: A ready-made [`Hub`][sidestream.hub.Hub] (then `bus`, `heartbeat` and
+            `queue_size` are its own).
+        authorize: Called with the request and the channels before a stream opens; raises
+            [`Unauthorized`][sidestream.errors.Unauthorized] (401) or
+            [`Forbidden`][sidestream.errors.Forbidden] (403). Its `Grant.expires_at` closes
+            the stream at that time. Default: everyone may read every channel.
+        cors_origins: Origins (`https://app.example.com`) whose pages may open streams. Never
+            `*`: a browser sends no cookies to a wildcard, and the list is the point.
+        cors_credentials: Send `Access-Control-Allow-Credentials: true` to those origins (needed
+            for `new EventSource(url, {withCredentials: true})`, i.e. cookies).
+        heartbeat: Seconds between heartbeat comments on an idle stream.
+        max_streams: Streams this process holds at most; more get 503 with `Retry-After`. Keep it
+            below the process's file descriptor limit (`ulimit -n`).
+        max_channels: Channels one stream may ask for.
+        queue_size: Events a stream may have queued before it is cut off as too slow.
+        retry: The reconnection delay (ms) the stream tells the client...
+        retry_jitter: ...plus a random 0 to this many ms, different for each stream.
+        retry_after: Seconds in the `Retry-After` of a 503.
+        drain_timeout: Seconds streams get to finish on shutdown before they are dropped.
+        drain_on_signal: Start draining on SIGTERM/SIGINT (see `_drain_on_signals`).
+        path: Where the stream route lives.
+
+    Raises:
+        InvalidArgument: a setting is out of range, or `*` in `cors_origins`.
+    """
+    origins = [cors_origins] if isinstance(cors_origins, str) else list(cors_origins)
+    if "*" in origins:
+        raise InvalidArgument(
+            "cors_origins must list exact origins like 'https://app.example.com', not '*': "
+            "credentials never work with a wildcard, and an open stream service is what the "
+            "list is there to prevent"
+        )
+    for name, number in (("max_streams", max_streams), ("max_channels", max_channels)):
+        if not isinstance(number, int) or number < 1:
+            raise InvalidArgument(f"{name} must be an int >= 1, not {number!r}")
+    for name, number in (("retry", retry), ("retry_jitter", retry_jitter)):
+        if not isinstance(number, int) or number < 0:
+            raise InvalidArgument(f"{name} must be an int >= 0 milliseconds, not {number!r}")
+    if hub is None:
+        hub = Hub(bus or AsyncBus(connect_async()), heartbeat=heartbeat, queue_size=queue_size)
+    middleware: list[Any] = []
+    if origins:
+        middleware += [
+            falcon.CORSMiddleware(
+                allow_origins=origins, allow_credentials=origins if cors_credentials else None
+            ),
+            _Vary(),
+        ]
+    app = StreamApp(middleware=middleware)
+    app.hub = hub
+    app.drain_timeout = drain_timeout
+    app._retry = (retry, retry_jitter)
+    app.add_middleware(_Lifespan(app, drain_on_signal))
+    app.add_route(path, _Streams(app, authorize, max_streams, max_channels, retry_after))
+    app.add_route("/healthz", _Health(app))
+    app.add_route("/metrics", _Metrics(app))
+    return app
+
+
+_module_app: StreamApp | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn sidestream.service:app` reads `app`; it is made on first use, so that importing
+    # this module (docs, tests) opens nothing.
+    global _module_app
+    if name == "app":
+        if _module_app is None:
+            _module_app = create_app()
+        return _module_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
