@@ -64,10 +64,9 @@ def _bad_field(name: str, value: object) -> Exception:
             "Event.event is empty; a browser would report the type as 'message' anyway, "
             "so use event=None for the default type"
         )
+    # The page "The event-stream format" explains why; the message says what to do.
     return ValueError(
-        f"Event.{name} {value!r} contains CR, LF or NUL: a line break would end the field "
-        f"early and let the rest be read as other fields, and a browser ignores an id with "
-        f"NUL. Remove those characters (put free text in data, which may hold line breaks)."
+        f"Event.{name} {value!r} contains CR, LF or NUL, which a field cannot carry; remove them"
     )
 
 
@@ -240,7 +239,7 @@ class EventStreamParser:
         self._data: list[str] = []
         self._event_type = ""
         self._retry_in_block: int | None = None
-        self.last_event_id = ""
+        self.last_event_id: str = ""
         self.retry: int | None = None
 
     def feed(self, chunk: bytes) -> list[Event]:
