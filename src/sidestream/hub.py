@@ -537,6 +537,10 @@ class Hub:
         self._tasks = []
         session, self._session = self._session, None
         if session is not None:
+            if session.alive and session.pubsub.channels:
+                # Closing drops the subscriptions on Redis anyway, but not on fakeredis.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(session.pubsub.unsubscribe(), 1.0)
             await self._close_session(session)
 
     # -- subscribers ---------------------------------------------------------------------------

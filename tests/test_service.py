@@ -1,0 +1,401 @@
+"""sidestream.service through falcon.testing's ASGIConductor, on fakeredis and on real Redis.
+
+Streams are read with `simulate_get_stream`; a client that stops reading is simulated by calling
+the ASGI app with a `send` that never returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import falcon.testing
+import pytest
+
+from sidestream.access import Grant
+from sidestream.bus import AsyncBus, connect_async
+from sidestream.errors import Forbidden, InvalidArgument, Unauthorized
+from sidestream.hub import Hub, close_event
+from sidestream.service import StreamApp, create_app
+from sidestream.sse import Event, EventStreamParser
+from sidestream.testing import read_events_async
+
+ORIGIN = "https://app.example.com"
+
+
+@pytest.fixture
+async def bus(backend_url: str, key_prefix: str) -> AsyncIterator[AsyncBus]:
+    client = connect_async(backend_url)
+    yield AsyncBus(client, prefix=key_prefix)
+    await client.aclose()
+
+
+def make_app(bus: AsyncBus, **options: Any) -> StreamApp:
+    hub = Hub(
+        bus,
+        heartbeat=options.pop("heartbeat", 60),
+        queue_size=options.pop("queue_size", 256),
+        cutoff_grace=options.pop("cutoff_grace", 5.0),
+    )
+    return create_app(hub=hub, drain_on_signal=False, **options)
+
+
+@pytest.fixture
+async def conductor(bus: AsyncBus) -> AsyncIterator[falcon.testing.ASGIConductor]:
+    async with falcon.testing.ASGIConductor(make_app(bus, cors_origins=[ORIGIN])) as running:
+        yield running
+
+
+async def numsub(bus: AsyncBus, channel: str) -> int:
+    [(_, count)] = await bus.redis.pubsub_numsub(bus.live_channel(channel))
+    return int(count)
+
+
+async def eventually(check: Any, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_stream_headers_retry_hint_and_position(
+    conductor: falcon.testing.ASGIConductor, bus: AsyncBus
+) -> None:
+    latest = await bus.publish("news", "before")
+    async with conductor.simulate_get_stream("/events?channel=news") as result:
+        assert result.status_code == 200
+        assert result.headers["content-type"] == "text/event-stream"
+        assert result.headers["cache-control"] == "no-store"
+        assert result.headers["x-accel-buffering"] == "no"
+        parser = EventStreamParser()
+        head = b""
+        while not head.endswith(b"\n\n"):
+            head += await result.stream.read()
+        assert parser.feed(head) == []  # nothing to dispatch: only retry and id
+        assert parser.retry is not None and 3000 <= parser.retry <= 5000  # 3 s + jitter
+        assert parser.last_event_id == latest
+        new = await bus.publish("news", "hello", event="greeting")
+        [event] = await read_events_async(result.stream.read, count=1)
+        assert event == Event("hello", "greeting", new)
+
+
+async def test_retry_hints_are_jittered(bus: AsyncBus) -> None:
+    app = make_app(bus, retry=1000, retry_jitter=1000)
+    hints = set()
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        for _ in range(8):
+            async with conductor.simulate_get_stream("/events?channel=j") as result:
+                head = b""
+                while b"\n\n" not in head:
+                    head += await result.stream.read()
+                hints.add(int(head.split(b"\n")[0].removeprefix(b"retry: ")))
+    assert all(1000 <= hint <= 2000 for hint in hints)
+    assert len(hints) > 1
+
+
+async def test_reconnect_with_last_event_id_gets_exactly_the_missed_events(
+    conductor: falcon.testing.ASGIConductor, bus: AsyncBus
+) -> None:
+    async with conductor.simulate_get_stream("/events?channel=feed") as result:
+        await bus.publish("feed", "1")
+        seen = await read_events_async(result.stream.read, count=1)
+    missed = [await bus.publish("feed", str(n)) for n in (2, 3, 4)]
+    headers = {"Last-Event-ID": seen[-1].id or ""}
+    async with conductor.simulate_get_stream("/events?channel=feed", headers=headers) as result:
+        live = await bus.publish("feed", "5")
+        events = await read_events_async(result.stream.read, count=4)
+    assert [(e.data, e.id) for e in events] == [
+        ("2", missed[0]),
+        ("3", missed[1]),
+        ("4", missed[2]),
+        ("5", live),
+    ]
+
+
+async def test_query_parameter_resumes_and_the_header_wins(
+    conductor: falcon.testing.ASGIConductor, bus: AsyncBus
+) -> None:
+    ids = [await bus.publish("q", str(n)) for n in range(4)]
+    path = f"/events?channel=q&last_event_id={ids[0]}"
+    async with conductor.simulate_get_stream(path) as result:
+        events = await read_events_async(result.stream.read, count=3)
+        assert [e.data for e in events] == ["1", "2", "3"]
+    async with conductor.simulate_get_stream(path, headers={"Last-Event-ID": ids[2]}) as result:
+        await bus.publish("q", "4")
+        events = await read_events_async(result.stream.read, count=2)
+        assert [e.data for e in events] == ["3", "4"]
+
+
+async def test_id_older_than_history_gets_a_reset_event(
+    conductor: falcon.testing.ASGIConductor, bus: AsyncBus
+) -> None:
+    ids = [await bus.publish("t", str(n)) for n in range(4)]
+    await bus.redis.xtrim(bus.stream_key("t"), maxlen=1, approximate=False)
+    headers = {"Last-Event-ID": ids[0]}
+    async with conductor.simulate_get_stream("/events?channel=t", headers=headers) as result:
+        [reset] = await read_events_async(result.stream.read, count=1)
+    assert reset.event == "reset"
+    assert reset.id == ids[3]
+    assert json.loads(reset.data)["latest_id"] == ids[3]
+
+
+async def test_several_channels_in_one_stream(
+    conductor: falcon.testing.ASGIConductor, bus: AsyncBus
+) -> None:
+    async with conductor.simulate_get_stream("/events?channel=a&channel=b") as result:
+        b1 = await bus.publish("b", "b1")
+        a1 = await bus.publish("a", "a1")
+        events = await read_events_async(result.stream.read, count=2)
+    assert [(e.data, e.id) for e in events] == [("b1", f"a=0-0,b={b1}"), ("a1", f"a={a1},b={b1}")]
+
+
+async def test_a_stalled_client_is_cut_off_while_a_healthy_one_keeps_receiving(
+    bus: AsyncBus,
+) -> None:
+    app = make_app(bus, queue_size=4, cutoff_grace=0.1)
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        stalled = asyncio.create_task(call_and_stall(app, "channel=feed"))
+        await eventually(lambda: _true(app.hub.open_streams == 1))
+        async with conductor.simulate_get_stream("/events?channel=feed") as healthy:
+            for n in range(12):
+                await bus.publish("feed", str(n))
+            events = await read_events_async(healthy.stream.read, count=12)
+            assert [e.data for e in events] == [str(n) for n in range(12)]
+            # The stalled request is cut off (queue full) and, since it cannot even take its
+            # last event, dropped after cutoff_grace; it ends without an error.
+            await asyncio.wait_for(stalled, 3)
+            assert app.hub.stats().cutoffs == 1
+            assert app.hub.open_streams == 1
+            assert await numsub(bus, "feed") == 1
+            await bus.publish("feed", "still")
+            [event] = await read_events_async(healthy.stream.read, count=1)
+            assert event.data == "still"
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def call_and_stall(app: StreamApp, query: str) -> list[dict[str, Any]]:
+    """Call the ASGI app like a server whose client stopped reading after the headers."""
+    sent: list[dict[str, Any]] = []
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Future()  # the client never leaves either
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body":
+            await asyncio.Future()  # the socket buffer is full: this write never completes
+
+    scope = falcon.testing.create_scope(path="/events", query_string=query)
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_disconnect_releases_the_subscription(
+    conductor: falcon.testing.ASGIConductor, bus: AsyncBus
+) -> None:
+    async with conductor.simulate_get_stream("/events?channel=gone") as result:
+        await result.stream.read()
+        assert await numsub(bus, "gone") == 1
+    await eventually(lambda: _numsub_is(bus, "gone", 0))
+    metrics = await conductor.simulate_get("/metrics")
+    assert "sidestream_open_streams 0\n" in metrics.text
+    assert "sidestream_subscribed_channels 0\n" in metrics.text
+
+
+async def _numsub_is(bus: AsyncBus, channel: str, expected: int) -> bool:
+    return await numsub(bus, channel) == expected
+
+
+async def refuse(request: Any, channels: Sequence[str]) -> Grant:
+    if request.get_header("Authorization") is None:
+        raise Unauthorized("send a stream token")
+    if "private" in channels:
+        raise Forbidden("you may not read private")
+    return Grant(subject="alice")
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status", "reason"),
+    [
+        ("/events?channel=news", {}, 401, "send a stream token"),
+        ("/events?channel=news&channel=private", {"Authorization": "Bearer x"}, 403, "private"),
+    ],
+)
+async def test_refused_requests_get_json_and_no_stream(
+    bus: AsyncBus, path: str, headers: dict[str, str], status: int, reason: str
+) -> None:
+    app = make_app(bus, authorize=refuse)
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        result = await conductor.simulate_get(path, headers=headers)
+        assert result.status_code == status
+        assert result.headers["content-type"] == "application/json"
+        assert reason in result.json["description"]
+        if status == 401:
+            assert result.headers["www-authenticate"] == "Bearer"
+        assert app.hub.stats().open_streams == 0
+        assert app.hub.stats().channels == 0
+        assert await numsub(bus, "news") == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "names"),
+    [
+        ("/events", {}, '"channel" parameter is required'),
+        ("/events?channel=has%20space", {}, "channel name 'has space' is not valid"),
+        ("/events?" + "&".join(f"channel=c{n}" for n in range(17)), {}, "at most 16 channels"),
+        ("/events?channel=a", {"Last-Event-ID": "tomorrow"}, '"Last-Event-ID" header'),
+        ("/events?channel=a&last_event_id=x-1", {}, '"last_event_id" parameter'),
+        ("/events?channel=a&channel=b&last_event_id=1-0", {}, "'channel=id,channel=id'"),
+    ],
+)
+async def test_bad_input_gets_400_naming_the_problem(
+    conductor: falcon.testing.ASGIConductor, path: str, headers: dict[str, str], names: str
+) -> None:
+    result = await conductor.simulate_get(path, headers=headers)
+    assert result.status_code == 400
+    assert names in result.json["description"]
+
+
+async def test_connection_limit_gives_503_with_retry_after(bus: AsyncBus) -> None:
+    app = make_app(bus, max_streams=2, retry_after=7)
+    async with (
+        falcon.testing.ASGIConductor(app) as conductor,
+        conductor.simulate_get_stream("/events?channel=x") as one,
+        conductor.simulate_get_stream("/events?channel=x") as two,
+    ):
+        assert (one.status_code, two.status_code) == (200, 200)
+        third = await conductor.simulate_get("/events?channel=x")
+        assert third.status_code == 503
+        assert third.headers["retry-after"] == "7"
+        assert "maximum of 2 streams" in third.json["description"]
+
+
+async def test_cors_allows_exactly_the_listed_origins(
+    conductor: falcon.testing.ASGIConductor,
+) -> None:
+    async with conductor.simulate_get_stream(
+        "/events?channel=c", headers={"Origin": ORIGIN}
+    ) as result:
+        assert result.headers["access-control-allow-origin"] == ORIGIN
+        assert result.headers["access-control-allow-credentials"] == "true"
+        assert "Origin" in result.headers["vary"]
+    other = await conductor.simulate_get(
+        "/events", headers={"Origin": "https://evil.example"}
+    )  # a 400, to keep the test short; no CORS header lets that page read it
+    assert "access-control-allow-origin" not in other.headers
+    preflight = await conductor.simulate_options(
+        "/events",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "last-event-id, authorization",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == ORIGIN
+    assert preflight.headers["access-control-allow-headers"] == "last-event-id, authorization"
+    assert "GET" in preflight.headers["access-control-allow-methods"]
+
+
+def test_a_wildcard_origin_is_refused(bus: AsyncBus) -> None:
+    with pytest.raises(InvalidArgument, match="exact origins"):
+        create_app(bus, cors_origins=["*"])
+
+
+async def test_idle_streams_get_heartbeat_comments(bus: AsyncBus) -> None:
+    async with (
+        falcon.testing.ASGIConductor(make_app(bus, heartbeat=0.05)) as conductor,
+        conductor.simulate_get_stream("/events?channel=quiet") as result,
+        asyncio.timeout(3),
+    ):
+        body = b""
+        while body.count(b": ping\n\n") < 2:
+            body += await result.stream.read()
+
+
+async def test_drain_ends_every_stream_with_a_retry(bus: AsyncBus) -> None:
+    app = make_app(bus, retry=2000, retry_jitter=500)
+    async with (
+        falcon.testing.ASGIConductor(app) as conductor,
+        conductor.simulate_get_stream("/events?channel=d") as one,
+        conductor.simulate_get_stream("/events?channel=d") as two,
+    ):
+        await eventually(lambda: _true(app.hub.open_streams == 2))
+        assert await app.drain(timeout=3) == 0  # every stream finished
+        for result in (one, two):
+            parser = EventStreamParser()
+            events = parser.feed(await result.stream.read())
+            assert events[-1].event == "close"
+            assert json.loads(events[-1].data) == {"reason": "shutdown"}
+            assert events[-1].retry is not None and 2000 <= events[-1].retry <= 2500
+        health = await conductor.simulate_get("/healthz")
+        assert health.status_code == 503
+        assert health.json["status"] == "draining"
+        refused = await conductor.simulate_get("/events?channel=d")
+        assert refused.status_code == 503
+        assert "retry-after" in refused.headers
+
+
+async def test_a_grant_expiry_closes_the_stream(bus: AsyncBus) -> None:
+    async def short_lived(request: Any, channels: Sequence[str]) -> Grant:
+        return Grant(subject="bob", expires_at=time.time() + 0.2)
+
+    app = make_app(bus, authorize=short_lived)
+    async with (
+        falcon.testing.ASGIConductor(app) as conductor,
+        conductor.simulate_get_stream("/events?channel=e") as result,
+    ):
+        [closing] = await read_events_async(result.stream.read, count=1)
+        assert closing.event == "close"
+        assert json.loads(closing.data) == {"reason": "expired"}
+        await eventually(lambda: _true(app.hub.open_streams == 0))
+
+
+async def test_metrics_count_exactly(bus: AsyncBus) -> None:
+    app = make_app(bus)
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        async with (
+            conductor.simulate_get_stream("/events?channel=m") as one,
+            conductor.simulate_get_stream("/events?channel=m&channel=n") as two,
+        ):
+            for n in range(3):
+                await bus.publish("m", str(n))
+            await read_events_async(one.stream.read, count=3)
+            await read_events_async(two.stream.read, count=3)
+            metrics = parse_metrics((await conductor.simulate_get("/metrics")).text)
+            assert metrics == {
+                "sidestream_open_streams": 2,
+                "sidestream_subscribed_channels": 2,
+                "sidestream_events_delivered_total": 6,
+                "sidestream_slow_consumer_cutoffs_total": 0,
+                "sidestream_redis_reconnects_total": 0,
+                "sidestream_replayed_events_total": 0,
+                "sidestream_redis_connected": 1,
+            }
+        health = await conductor.simulate_get("/healthz")
+        assert health.json == {"status": "ok", "redis": "up", "open_streams": 0}
+
+
+def parse_metrics(text: str) -> dict[str, int]:
+    return {
+        name: int(value)
+        for name, value in (line.split() for line in text.splitlines() if line[:1] != "#")
+    }
+
+
+def test_close_event_bytes() -> None:
+    assert close_event("shutdown", retry=2500) == (
+        b'event: close\nretry: 2500\ndata: {"reason": "shutdown"}\n\n'
+    )
