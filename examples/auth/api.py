@@ -1,0 +1,62 @@
+"""The Flask API's half of the hand-off: it knows who the user is, so it signs the stream token."""
+
+import json
+import os
+import re
+import secrets
+from pathlib import Path
+from urllib.parse import urlencode
+
+from flask import Flask, request, send_from_directory, session
+
+from sidestream.bus import Bus, connect
+from sidestream.tokens import StreamTokens
+
+STREAM_URL = os.environ.get("STREAM_URL", "http://127.0.0.1:8001/events")
+# The token travels in a URL (EventSource cannot send headers), so it lives briefly and only
+# reads: when it expires the service ends the stream and client.js fetches a new one.
+TOKEN_LIFETIME = int(os.environ.get("STREAM_TOKEN_LIFETIME", "120"))
+
+tokens = StreamTokens.from_env()  # SIDESTREAM_TOKEN_KEY, shared with the stream service
+bus = Bus(connect())  # REDIS_URL; unset = embedded fakeredis
+app = Flask(__name__)
+app.secret_key = os.environ.get("FLASK_SECRET_KEY") or secrets.token_hex(32)
+
+
+@app.post("/login")  # stands in for your real login
+def login():
+    user = (request.get_json(silent=True) or {}).get("user", "")
+    if not re.fullmatch(r"[a-z0-9-]{1,40}", user):
+        return {"error": "user must be 1-40 of a-z, 0-9 and '-'"}, 400
+    session["user"] = user
+    return {"user": user}
+
+
+# --8<-- [start:issue]
+@app.get("/stream-token")
+def stream_token():
+    user = session.get("user")
+    if user is None:
+        return {"error": "log in first"}, 401
+    channels = [f"user:{user}"]  # what this user may read, decided here, where the user is known
+    token = tokens.issue(user, subscribe=channels, lifetime=TOKEN_LIFETIME)
+    url = f"{STREAM_URL}?{urlencode({'channel': channels, 'token': token}, doseq=True)}"
+    return {"url": url, "expires_in": TOKEN_LIFETIME}, 200, {"Cache-Control": "no-store"}
+
+
+# --8<-- [end:issue]
+
+
+@app.post("/notify/<user>")
+def notify(user: str):
+    return {"id": bus.publish(f"user:{user}", json.dumps(request.get_json()))}, 202
+
+
+@app.get("/")
+def page():
+    return '<!doctype html><ul id="events"></ul><script src="/client.js"></script>'
+
+
+@app.get("/client.js")
+def client_js():
+    return send_from_directory(Path(__file__).parent, "client.js")
