@@ -1,0 +1,20 @@
+"""Short polling: the client asks "anything new?" on a timer; the API answers at once.
+
+flask --app short_polling run
+"""
+
+from flask import Flask, request
+from notifications_db import notifications_after, writes
+
+app = Flask(__name__)
+app.register_blueprint(writes)
+
+
+# --8<-- [start:endpoint]
+@app.get("/notifications")
+def list_notifications() -> dict:
+    after = request.args.get("after", 0, type=int)
+    return {"notifications": notifications_after(after)}
+
+
+# --8<-- [end:endpoint]
