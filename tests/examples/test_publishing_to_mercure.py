@@ -1,29 +1,26 @@
 """examples/mercure/: the Flask API publishing to a Mercure hub, and subscriber.js in Chromium.
 
-No Mercure hub is installable here (no Debian or PyPI package ships one), so the hub is the
-spec-conformance double of tests/mercure_hub.py, served over real loopback sockets by uvicorn.
+No maintained Mercure hub can be installed here (the reference hub is a Go binary from GitHub
+releases; Debian ships only Symfony's PHP publisher), so the hub is the spec-conformance double of
+tests/mercure_hub.py, served over real loopback sockets by uvicorn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-import uvicorn
 from loopback import EXAMPLES, load_example
 from mercure_hub import HUB_PATH, MercureHub
-from werkzeug.serving import make_server
 
 from sidestream.mercure import Publisher, publisher_token
+from sidestream.testing import serve_asgi, serve_wsgi
 from sidestream.tokens import StreamTokens
 
 PUBLISHER_KEY = "mercure-publisher-key-32-bytes-long!"
@@ -31,48 +28,10 @@ SUBSCRIBER_KEY = "mercure-subscriber-key-32-bytes-long"
 TOPIC = "https://example.com/books/1"
 
 
-@contextmanager
-def serve_asgi(app: Any) -> Iterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            interface="asgi3",
-            timeout_graceful_shutdown=1,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-@contextmanager
-def serve_wsgi(app: Any) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-
-
 @pytest.fixture
 def hub() -> Iterator[tuple[MercureHub, str]]:
     double = MercureHub(publisher_key=PUBLISHER_KEY, subscriber_key=SUBSCRIBER_KEY)
-    with serve_asgi(double.asgi) as base:
+    with serve_asgi(double.asgi, interface="asgi3") as base:
         double.audience = base + HUB_PATH  # the example puts the hub URL in `aud`
         yield double, base + HUB_PATH
 
