@@ -1,0 +1,31 @@
+"""What a client sees when Redis has lost the history it was reading.
+
+python after_restart.py
+"""
+
+import time
+
+from sidestream.bus import Bus, connect
+from sidestream.errors import HistoryGap
+
+
+def main(bus: Bus) -> None:
+    cursor = bus.publish("orders", "order 1")  # the client saw this one, then went away
+    bus.redis.delete(bus.stream_key("orders"))  # what a restart without persistence does
+    time.sleep(0.01)  # (a restart takes longer than the millisecond stream ids count in)
+    bus.publish("orders", "order 2")  # the first event after the restart
+
+    # --8<-- [start:resume]
+    try:
+        missed = bus.history("orders", after_id=cursor)
+    except HistoryGap as gap:
+        print("gap: the events after our cursor are gone, so reload the state")
+        missed, cursor = [], gap.latest_id  # the reloaded state includes everything up to here
+    # --8<-- [end:resume]
+    print("missed:", missed)
+    bus.publish("orders", "order 3")
+    print("next:  ", [event.data for event in bus.history("orders", after_id=cursor)])
+
+
+if __name__ == "__main__":
+    main(Bus(connect()))

@@ -1,0 +1,54 @@
+"""Publishing from the API: a POST validates its input, then publishes one event to Redis.
+
+    flask --app publish_endpoint run
+
+    curl -X POST localhost:5000/channels/orders/events -H 'Content-Type: application/json' \
+         -d '{"type": "created", "data": {"order": 7}}'
+"""
+
+import json
+
+from flask import Flask, request
+
+from sidestream.bus import Bus, connect
+from sidestream.errors import InvalidChannel, InvalidEvent, PayloadTooLarge
+
+
+# --8<-- [start:logic]
+class PublishEventLogic:
+    """Validate a request to publish, then publish it; knows nothing about Flask."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    def execute(self, channel: str, body: object) -> tuple[dict, int]:
+        if not isinstance(body, dict) or "data" not in body:
+            return {"error": "invalid_body", "detail": 'send {"type": ..., "data": ...}'}, 400
+        try:
+            event_id = self.bus.publish(channel, json.dumps(body["data"]), event=body.get("type"))
+        except InvalidChannel as exc:
+            return {"error": "invalid_channel", "detail": str(exc)}, 400
+        except InvalidEvent as exc:
+            return {"error": "invalid_type", "detail": str(exc)}, 400
+        except PayloadTooLarge as exc:
+            return {"error": "payload_too_large", "detail": str(exc)}, 413
+        return {"id": event_id}, 201
+
+
+# --8<-- [end:logic]
+
+
+# --8<-- [start:view]
+def create_app(bus: Bus | None = None) -> Flask:
+    logic = PublishEventLogic(bus or Bus(connect()))
+    app = Flask(__name__)
+
+    @app.post("/channels/<channel>/events")
+    def publish_event(channel: str) -> tuple[dict, int]:
+        return logic.execute(channel, request.get_json(silent=True))
+
+    return app
+
+
+app = create_app()
+# --8<-- [end:view]
