@@ -6,6 +6,9 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
+# mkdocs-material prints an end-of-life banner on every build; noted in the README instead.
+export NO_MKDOCS_2_WARNING := 1
+
 .PHONY: serve test
 
 $(STAMP): pyproject.toml
