@@ -16,6 +16,7 @@ STREAM_URL = os.environ.get("STREAM_URL", "http://127.0.0.1:8001/events")
 # The token travels in a URL (EventSource cannot send headers), so it lives briefly and only
 # reads: when it expires the service ends the stream and client.js fetches a new one.
 TOKEN_LIFETIME = int(os.environ.get("STREAM_TOKEN_LIFETIME", "120"))
+USER = re.compile(r"[a-z0-9-]{1,40}")  # user names fit in channel names: user:<name>
 
 tokens = StreamTokens.from_env()  # SIDESTREAM_TOKEN_KEY, shared with the stream service
 bus = Bus(connect())  # REDIS_URL; unset = embedded fakeredis
@@ -26,7 +27,7 @@ app.secret_key = os.environ.get("FLASK_SECRET_KEY") or secrets.token_hex(32)
 @app.post("/login")  # stands in for your real login
 def login():
     user = (request.get_json(silent=True) or {}).get("user", "")
-    if not re.fullmatch(r"[a-z0-9-]{1,40}", user):
+    if not USER.fullmatch(user):
         return {"error": "user must be 1-40 of a-z, 0-9 and '-'"}, 400
     session["user"] = user
     return {"user": user}
@@ -49,6 +50,8 @@ def stream_token():
 
 @app.post("/notify/<user>")
 def notify(user: str):
+    if not USER.fullmatch(user):
+        return {"error": f"no such user: {user!r}"}, 404
     return {"id": bus.publish(f"user:{user}", json.dumps(request.get_json()))}, 202
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from flask import Flask, abort, request, send_from_directory
 
+from sidestream.errors import MercureError
 from sidestream.mercure import Publisher, add_discovery, set_subscriber_cookie, subscriber_token
 from sidestream.tokens import StreamTokens
 
@@ -27,11 +28,24 @@ def topic(book_id: int) -> str:
     return f"{SITE}/books/{book_id}"
 
 
+@app.errorhandler(404)
+def not_found(error):
+    return {"error": "no such book"}, 404
+
+
+@app.errorhandler(MercureError)  # the hub refused the update or stayed down through the retries
+def hub_failed(error: MercureError):
+    return {"error": f"the update was not published: {error}"}, 502
+
+
 # --8<-- [start:publish]
 @app.post("/books/<int:book_id>")
 def update_book(book_id: int):
     book = books.get(book_id) or abort(404)
-    book["title"] = request.get_json()["title"]
+    title = (request.get_json(silent=True) or {}).get("title")
+    if not isinstance(title, str):
+        return {"error": 'send JSON like {"title": "Dune"}'}, 400
+    book["title"] = title
     # Private: only subscribers whose JWT grants this topic receive it. A 5xx or a timeout is
     # retried with the same id; anything else raises a typed sidestream.errors.MercureError.
     book["last_update"] = publisher.publish(topic(book_id), json.dumps(book), private=True)

@@ -270,6 +270,11 @@ async def test_each_user_receives_their_private_channel_and_not_the_others(
     ]
 
 
+def test_notify_refuses_a_name_that_is_not_a_user(deployment: Deployment) -> None:
+    response = deployment.api.app.test_client().post("/notify/Bob!", json={"text": "x"})
+    assert (response.status_code, response.get_json()) == (404, {"error": "no such user: 'Bob!'"})
+
+
 def test_the_page_loads_client_js(deployment: Deployment) -> None:
     client = deployment.api.app.test_client()
     assert '<script src="/client.js">' in client.get("/").get_data(as_text=True)

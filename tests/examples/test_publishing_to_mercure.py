@@ -92,8 +92,23 @@ def test_the_page_loads_subscriber_js(example: ModuleType) -> None:
     script.close()
 
 
-def test_missing_book_is_404(example: ModuleType) -> None:
-    assert example.app.test_client().post("/books/9", json={"title": "x"}).status_code == 404
+def test_bad_requests_get_json_errors(example: ModuleType) -> None:
+    client = example.app.test_client()
+    missing = client.post("/books/9", json={"title": "x"})
+    assert (missing.status_code, missing.get_json()) == (404, {"error": "no such book"})
+    assert client.get("/books/9").status_code == 404
+    no_title = client.post("/books/1", data="title=x")
+    assert no_title.status_code == 400
+    assert no_title.get_json() == {"error": 'send JSON like {"title": "Dune"}'}
+
+
+def test_hub_failure_is_a_502_naming_it(example: ModuleType, hub: tuple[MercureHub, str]) -> None:
+    double, _ = hub
+    double.fail_next = [503, 503, 503]
+    response = example.app.test_client().post("/books/1", json={"title": "Dune"})
+    assert response.status_code == 502
+    assert response.get_json()["error"].startswith("the update was not published: hub failed (503")
+    assert len(double.requests) == 3 and double.history == []
 
 
 async def received(page: Any, count: int) -> list[str]:
