@@ -455,7 +455,7 @@ def _run(execute: Callable[..., Any], plan: Plan[T]) -> T:
 
 
 async def _run_async(execute: Callable[..., Awaitable[Any]], plan: Plan[T]) -> T:
-    """[`_run`][sidestream.bus._run], awaiting each command."""
+    """`_run`, awaiting each command."""
     try:
         command = next(plan)
         while True:
