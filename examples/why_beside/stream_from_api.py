@@ -23,6 +23,8 @@ def events() -> Response:
             time.sleep(1)
 
     return Response(stream(), mimetype="text/event-stream")
+
+
 # --8<-- [end:stream]
 
 
