@@ -111,3 +111,15 @@ class MercureUnavailable(MercureError):
 class Unavailable(SidestreamError):
     """The stream service cannot take this stream now (shutting down, at its connection limit,
     or Redis not answering): HTTP 503 with `Retry-After`. Reconnect later or elsewhere."""
+
+
+class InvalidConfig(SidestreamError, ValueError):
+    """A setting is missing or invalid, such as a `SIDESTREAM_*` key in a Flask app's config.
+
+    The message names the setting and says what to set it to.
+    """
+
+
+class NotInitialized(SidestreamError, RuntimeError):
+    """The Flask extension was used for an app it was not initialized on, or outside any app:
+    call `init_app(app)` in the app factory, and use it inside an app or request context."""

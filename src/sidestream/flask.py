@@ -1,0 +1,624 @@
+"""A Flask extension: the bus, stream tokens and a long-poll blueprint, set from `app.config`.
+
+```python
+import flask
+
+from sidestream.flask import Sidestream
+
+app = flask.Flask(__name__)
+app.config.update(SIDESTREAM_REDIS_URL="memory://", SIDESTREAM_KEY_PREFIX="doc-ext:")
+sidestream = Sidestream(app)  # or: sidestream = Sidestream(); sidestream.init_app(app)
+
+with app.app_context():
+    first = sidestream.publish("news", "hello")
+
+reply = app.test_client().get("/poll/news?last_id=0-0&timeout=1")
+print(reply.status_code, [event["data"] for event in reply.json["events"]])
+#> 200 ['hello']
+```
+
+[`init_app`][sidestream.flask.Sidestream.init_app] reads the `SIDESTREAM_*` keys of
+[`CONFIG_KEYS`][sidestream.flask.CONFIG_KEYS] from `app.config`, checks them (a bad or misspelt
+key raises [`InvalidConfig`][sidestream.errors.InvalidConfig] naming it, before the app serves
+anything), and stores everything the app needs in `app.extensions["sidestream"]`: one Redis
+client (one connection pool) for the app's whole life, a [`Bus`][sidestream.bus.Bus] on it, and a
+[`StreamTokens`][sidestream.tokens.StreamTokens] when a token key is set. Nothing is kept at
+module level, so one `Sidestream()` object serves any number of apps in one process (an app
+factory, tests): its methods act on the current app (`flask.current_app`).
+
+It also registers:
+
+- the **long-poll blueprint** `sidestream` at `SIDESTREAM_LONGPOLL_PREFIX` (default `/poll`):
+  `GET /poll/<channel>?last_id=&timeout=`, answered by
+  [`flask_long_poll`][sidestream.longpoll.flask_long_poll], after the optional
+  [`authorize_read`][sidestream.flask.Sidestream.authorize_read] hook allowed it;
+- with `SIDESTREAM_JSON_ERRORS` (default on), **JSON error handlers** for the library's errors
+  raised in any view: a bad channel name, cursor or event type is a 400, data over the cap a 413,
+  [`Unauthorized`][sidestream.errors.Unauthorized] a 401 and
+  [`Forbidden`][sidestream.errors.Forbidden] a 403, each with `{"error": ..., "detail": ...}`.
+
+**Connections.** Flask has no "app stops" signal, and `teardown_appcontext` runs after every
+request, so closing the client there would make a pool per request. The pool lives as long as the
+app instead: its connections are closed when the app is garbage-collected or the interpreter
+exits, or at once by [`close`][sidestream.flask.Sidestream.close] (tests, a worker's exit hook).
+redis-py's pool notices a fork, so it is safe with gunicorn's `--preload`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, ParamSpec, TypeAlias
+from urllib.parse import urlencode, urlsplit
+
+import flask
+
+from sidestream.bus import MEMORY_URL, Bus, connect, validate_channel
+from sidestream.errors import (
+    AccessDenied,
+    Forbidden,
+    InvalidChannel,
+    InvalidConfig,
+    InvalidCursor,
+    InvalidEvent,
+    InvalidTokenConfig,
+    NotInitialized,
+    PayloadTooLarge,
+    SidestreamError,
+    Unauthorized,
+)
+from sidestream.longpoll import flask_long_poll
+from sidestream.tokens import DEFAULT_AUDIENCE, DEFAULT_LIFETIME, KEY_ENV, StreamTokens
+
+__all__ = [
+    "CONFIG_KEYS",
+    "EXTENSION_KEY",
+    "ConfigKey",
+    "ReadAuthorizer",
+    "Settings",
+    "Sidestream",
+    "State",
+    "TokenGrant",
+    "bus",
+    "get_state",
+]
+
+EXTENSION_KEY: Final = "sidestream"
+"""The key of this extension's [`State`][sidestream.flask.State] in `app.extensions`, and the
+name of its blueprint."""
+
+ReadAuthorizer: TypeAlias = Callable[[str], bool]
+"""`(channel) -> bool`, called inside the request: `True` lets the request read the channel."""
+
+TokenGrant: TypeAlias = tuple[str | None, Sequence[str]]
+"""What a token view returns: the token's subject (a user id, or `None`) and its channels."""
+
+P = ParamSpec("P")
+
+_NO_STORE: Final = {"Cache-Control": "no-store"}
+_REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+_MAX_LONGPOLL_LIMIT: Final = 10_000
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One `app.config` key the extension reads.
+
+    Attributes:
+        name: The key, e.g. `SIDESTREAM_REDIS_URL`.
+        default: The default, as the docs show it.
+        meaning: What it sets.
+    """
+
+    name: str
+    default: str
+    meaning: str
+
+
+CONFIG_KEYS: Final[tuple[ConfigKey, ...]] = (
+    ConfigKey(
+        "SIDESTREAM_REDIS_URL",
+        "env `REDIS_URL`, else `memory://`",
+        "Redis to publish to and wait on (`redis://`, `rediss://`, `unix://`); `memory://` is the "
+        "embedded fakeredis. Pool options go in the query: `?max_connections=200`.",
+    ),
+    ConfigKey(
+        "SIDESTREAM_KEY_PREFIX",
+        "`sidestream:`",
+        "Prefix of every Redis key and pub/sub channel; the stream service must use the same.",
+    ),
+    ConfigKey(
+        "SIDESTREAM_HISTORY_MAXLEN",
+        "`1000`",
+        "Events kept per channel (approximately) for clients that resume.",
+    ),
+    ConfigKey(
+        "SIDESTREAM_MAX_DATA_BYTES",
+        "`65536`",
+        "Largest event data; a bigger `publish` raises `PayloadTooLarge` (413).",
+    ),
+    ConfigKey(
+        "SIDESTREAM_TOKEN_KEY",
+        "env `SIDESTREAM_TOKEN_KEY`, else none",
+        "HS256 key (32 bytes or more) shared with the stream service. Without it, issuing a "
+        "token raises `InvalidConfig`.",
+    ),
+    ConfigKey(
+        "SIDESTREAM_TOKEN_AUDIENCE",
+        "`sidestream`",
+        "The tokens' `aud` claim; the service requires the same.",
+    ),
+    ConfigKey(
+        "SIDESTREAM_TOKEN_TTL",
+        "`300`",
+        "Seconds a stream token lives.",
+    ),
+    ConfigKey(
+        "SIDESTREAM_STREAM_URL",
+        "none",
+        "The service's `/events` URL (absolute, or a path on this site). When set, a token "
+        "endpoint also answers with a ready `url`.",
+    ),
+    ConfigKey(
+        "SIDESTREAM_LONGPOLL_PREFIX",
+        "`/poll`",
+        "Where the long-poll blueprint answers `GET <prefix>/<channel>`; `None` registers no "
+        "blueprint.",
+    ),
+    ConfigKey(
+        "SIDESTREAM_LONGPOLL_LIMIT",
+        "`100`",
+        "Most events in one long-poll answer (the client gets the rest at once on its next poll).",
+    ),
+    ConfigKey(
+        "SIDESTREAM_JSON_ERRORS",
+        "`True`",
+        "Register JSON 4xx handlers for the library's errors raised in any view.",
+    ),
+)
+"""Every key the extension reads; any other `SIDESTREAM_*` key is refused as a likely typo."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The checked configuration of one app (see [`CONFIG_KEYS`][sidestream.flask.CONFIG_KEYS])."""
+
+    redis_url: str
+    key_prefix: str = "sidestream:"
+    history_maxlen: int = 1000
+    max_data_bytes: int = 65536
+    token_key: str | bytes | None = field(default=None, repr=False)
+    token_audience: str = DEFAULT_AUDIENCE
+    token_ttl: float = DEFAULT_LIFETIME
+    stream_url: str | None = None
+    longpoll_prefix: str | None = "/poll"
+    longpoll_limit: int = 100
+    json_errors: bool = True
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Read and check the `SIDESTREAM_*` keys of `config`.
+
+        Args:
+            config: `app.config`, or any mapping.
+            environ: Where the `REDIS_URL` and `SIDESTREAM_TOKEN_KEY` defaults come from
+                (default: `os.environ`).
+
+        Raises:
+            InvalidConfig: a key is misspelt, of the wrong type or out of range; the message
+                names it and says what to set.
+        """
+        env = os.environ if environ is None else environ
+        known = [key.name for key in CONFIG_KEYS]
+        for name in config:
+            if isinstance(name, str) and name.startswith("SIDESTREAM_") and name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
+                raise InvalidConfig(
+                    f"{name} is not a sidestream setting: {hint}the settings are "
+                    + ", ".join(known)
+                )
+        defaults = cls(redis_url=MEMORY_URL)
+        url = _url(config.get("SIDESTREAM_REDIS_URL") or env.get("REDIS_URL") or MEMORY_URL)
+        token_key = config.get("SIDESTREAM_TOKEN_KEY") or env.get(KEY_ENV) or None
+        if token_key is not None and not isinstance(token_key, str | bytes):
+            raise InvalidConfig(
+                f"SIDESTREAM_TOKEN_KEY must be a str, not {type(token_key).__name__}"
+            )
+        audience = config.get("SIDESTREAM_TOKEN_AUDIENCE", defaults.token_audience)
+        if not isinstance(audience, str) or not audience:
+            raise InvalidConfig(
+                f"SIDESTREAM_TOKEN_AUDIENCE must be a non-empty str (the service's name), "
+                f"not {audience!r}"
+            )
+        prefix = config.get("SIDESTREAM_KEY_PREFIX", defaults.key_prefix)
+        if not isinstance(prefix, str):
+            raise InvalidConfig(
+                f"SIDESTREAM_KEY_PREFIX must be a str like 'myapp:', not {prefix!r}"
+            )
+        json_errors = config.get("SIDESTREAM_JSON_ERRORS", defaults.json_errors)
+        if not isinstance(json_errors, bool):
+            raise InvalidConfig(
+                f"SIDESTREAM_JSON_ERRORS must be True or False, not {json_errors!r}"
+            )
+        return cls(
+            redis_url=url,
+            key_prefix=prefix,
+            history_maxlen=_int(config, "SIDESTREAM_HISTORY_MAXLEN", defaults.history_maxlen),
+            max_data_bytes=_int(config, "SIDESTREAM_MAX_DATA_BYTES", defaults.max_data_bytes),
+            token_key=token_key,
+            token_audience=audience,
+            token_ttl=_seconds(config, "SIDESTREAM_TOKEN_TTL", defaults.token_ttl),
+            stream_url=_stream_url(config.get("SIDESTREAM_STREAM_URL")),
+            longpoll_prefix=_prefix(
+                config.get("SIDESTREAM_LONGPOLL_PREFIX", defaults.longpoll_prefix)
+            ),
+            longpoll_limit=_int(
+                config, "SIDESTREAM_LONGPOLL_LIMIT", defaults.longpoll_limit, _MAX_LONGPOLL_LIMIT
+            ),
+            json_errors=json_errors,
+        )
+
+
+def _url(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidConfig(
+            f"SIDESTREAM_REDIS_URL must be a str URL like 'redis://localhost:6379/0', not {value!r}"
+        )
+    if value != MEMORY_URL and urlsplit(value).scheme not in _REDIS_SCHEMES:
+        raise InvalidConfig(
+            f"SIDESTREAM_REDIS_URL {value!r} is not a Redis URL: use redis://host:port/db, "
+            "rediss:// (TLS), unix:///path/to/socket, or memory:// for the embedded fakeredis"
+        )
+    return value
+
+
+def _int(config: Mapping[str, Any], name: str, default: int, maximum: int | None = None) -> int:
+    value = config.get(name, default)
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or value < 1
+        or (maximum is not None and value > maximum)
+    ):
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        raise InvalidConfig(f"{name} must be an int >= 1{upper}, not {value!r}")
+    return value
+
+
+def _seconds(config: Mapping[str, Any], name: str, default: float) -> float:
+    value = config.get(name, default)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 1:
+        raise InvalidConfig(f"{name} must be a number of seconds >= 1, not {value!r}")
+    return float(value)
+
+
+def _stream_url(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not (
+        value.startswith("/") or urlsplit(value).scheme in ("http", "https")
+    ):
+        raise InvalidConfig(
+            f"SIDESTREAM_STREAM_URL must be the service's events URL, like "
+            f"'https://stream.example.com/events' or '/events', not {value!r}"
+        )
+    return value
+
+
+def _prefix(value: object) -> str | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not value.startswith("/")
+        or value.endswith("/")
+        or any(c in value for c in "<>?#")
+    ):
+        raise InvalidConfig(
+            f"SIDESTREAM_LONGPOLL_PREFIX must be a path like '/poll' (a leading '/', no trailing "
+            f"'/'), or None for no long-poll blueprint, not {value!r}"
+        )
+    return value
+
+
+@dataclass
+class State:
+    """What the extension keeps for one app, in `app.extensions["sidestream"]`.
+
+    Attributes:
+        settings: The checked configuration.
+        bus: The app's bus, on the app's one Redis client.
+        tokens: The token signer, or `None` when no token key is set.
+        authorize_read: This app's read hook, if `init_app` was given one (else the
+            extension's).
+    """
+
+    settings: Settings
+    bus: Bus
+    tokens: StreamTokens | None
+    authorize_read: ReadAuthorizer | None
+    extension: Sidestream = field(repr=False)
+    _closer: weakref.finalize[Any, Any] = field(repr=False)
+
+    def close(self) -> None:
+        """Disconnect the app's Redis pool (later commands would connect again)."""
+        self._closer()
+
+
+def get_state(app: flask.Flask | None = None) -> State:
+    """The extension's [`State`][sidestream.flask.State] for `app` (default: the current app).
+
+    Raises:
+        NotInitialized: outside an app context, or the app was never given to `init_app`.
+    """
+    if app is None:
+        if not flask.has_app_context():
+            raise NotInitialized(
+                "no Flask app here: use sidestream inside a request or `with app.app_context():`"
+            )
+        app = flask.current_app
+    state = app.extensions.get(EXTENSION_KEY)
+    if not isinstance(state, State):
+        raise NotInitialized(
+            f"sidestream is not initialized on app {app.name!r}: call "
+            "Sidestream(app) or sidestream.init_app(app) in your app factory"
+        )
+    return state
+
+
+def bus() -> Bus:
+    """The current app's [`Bus`][sidestream.flask.State], for views and blueprints that do not
+    have the extension object at hand."""
+    return get_state().bus
+
+
+class Sidestream:
+    """The Flask extension: `Sidestream(app)`, or `ext = Sidestream()` then `ext.init_app(app)`.
+
+    Args:
+        app: An app to initialize now.
+        authorize_read: A default read hook for every app (see
+            [`authorize_read`][sidestream.flask.Sidestream.authorize_read]).
+    """
+
+    def __init__(
+        self, app: flask.Flask | None = None, *, authorize_read: ReadAuthorizer | None = None
+    ) -> None:
+        self._read_hook = authorize_read
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: flask.Flask, *, authorize_read: ReadAuthorizer | None = None) -> None:
+        """Check `app.config`, connect the app's Redis client, register the blueprint.
+
+        Args:
+            app: The Flask app.
+            authorize_read: A read hook for this app only, overriding the extension's.
+
+        Raises:
+            InvalidConfig: a `SIDESTREAM_*` key is wrong (the message names it), or the app is
+                already initialized.
+        """
+        if EXTENSION_KEY in app.extensions:
+            raise InvalidConfig(
+                f"sidestream is already initialized on app {app.name!r}: call init_app once per app"
+            )
+        settings = Settings.from_config(app.config)
+        tokens = None
+        if settings.token_key is not None:
+            try:
+                tokens = StreamTokens(
+                    settings.token_key,
+                    audience=settings.token_audience,
+                    lifetime=settings.token_ttl,
+                )
+            except InvalidTokenConfig as exc:
+                raise InvalidConfig(f"SIDESTREAM_TOKEN_KEY: {exc}") from exc
+        client = connect(settings.redis_url)  # lazy: no connection until the first command
+        app.extensions[EXTENSION_KEY] = State(
+            settings=settings,
+            bus=Bus(
+                client,
+                prefix=settings.key_prefix,
+                maxlen=settings.history_maxlen,
+                max_data_bytes=settings.max_data_bytes,
+            ),
+            tokens=tokens,
+            authorize_read=authorize_read,
+            extension=self,
+            _closer=weakref.finalize(app, client.close),
+        )
+        if settings.longpoll_prefix is not None:
+            app.register_blueprint(_long_poll_blueprint(), url_prefix=settings.longpoll_prefix)
+        if settings.json_errors:
+            for kind, _status, _code in _ERROR_CODES:
+                app.register_error_handler(kind, _error_response)
+
+    # --- the current app's parts -----------------------------------------------------------
+
+    @property
+    def bus(self) -> Bus:
+        """The current app's [`Bus`][sidestream.bus.Bus]."""
+        return get_state().bus
+
+    @property
+    def settings(self) -> Settings:
+        """The current app's [`Settings`][sidestream.flask.Settings]."""
+        return get_state().settings
+
+    def publish(self, channel: str, data: str, event: str | None = None) -> str:
+        """Publish on the current app's bus; see [`Bus.publish`][sidestream.bus.Bus.publish].
+
+        Returns:
+            The event's id.
+        """
+        return get_state().bus.publish(channel, data, event)
+
+    def issue_token(
+        self, subject: str | None, channels: Sequence[str], *, lifetime: float | None = None
+    ) -> str:
+        """Sign a stream token for `subject` that may read `channels`.
+
+        Args:
+            subject: The `sub` claim (a user id), or `None`.
+            channels: The channels the token grants (a list, not one string).
+            lifetime: Seconds it lives; default `SIDESTREAM_TOKEN_TTL`.
+
+        Raises:
+            InvalidConfig: the app has no `SIDESTREAM_TOKEN_KEY`.
+        """
+        state = get_state()
+        if state.tokens is None:
+            raise InvalidConfig(
+                f"SIDESTREAM_TOKEN_KEY is not set for app {flask.current_app.name!r}: set it (or "
+                "the env var of that name) to the key the stream service verifies with; generate "
+                "one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return state.tokens.issue(subject, subscribe=list(channels), lifetime=lifetime)
+
+    def stream_url(self, channels: Sequence[str], token: str) -> str:
+        """`SIDESTREAM_STREAM_URL` with the channels and the token in the query string.
+
+        Raises:
+            InvalidConfig: `SIDESTREAM_STREAM_URL` is not set.
+        """
+        base = get_state().settings.stream_url
+        if base is None:
+            raise InvalidConfig(
+                "SIDESTREAM_STREAM_URL is not set: set it to the stream service's events URL"
+            )
+        query = urlencode({"channel": list(channels), "token": token}, doseq=True)
+        return f"{base}{'&' if '?' in base else '?'}{query}"
+
+    # --- hooks and views -------------------------------------------------------------------
+
+    def authorize_read(self, hook: ReadAuthorizer) -> ReadAuthorizer:
+        """Register the hook that decides whether the current request may long-poll a channel.
+
+        It is called inside the request (so it can use `flask.session`, `flask.g`, your login
+        library) with the channel name, after the name was checked. `True` allows; anything else
+        answers `403 {"error": "forbidden", ...}`; raising
+        [`Unauthorized`][sidestream.errors.Unauthorized] or
+        [`Forbidden`][sidestream.errors.Forbidden] answers 401 or 403 with its reason. Without a
+        hook every channel is public.
+
+        Use it as a decorator: `@sidestream.authorize_read`.
+        """
+        self._read_hook = hook
+        return hook
+
+    def token_endpoint(self, grant: Callable[P, TokenGrant]) -> Callable[P, flask.Response]:
+        """Turn a function that decides `(subject, channels)` into a token view.
+
+        ```python
+        @app.get("/stream-token")
+        @sidestream.token_endpoint
+        def stream_token():
+            if "user" not in session:
+                raise Unauthorized("log in first")
+            return session["user"], [f"user:{session['user']}"]
+        ```
+
+        The view answers `{"token", "channels", "expires_in"}` (plus `url` when
+        `SIDESTREAM_STREAM_URL` is set) with `Cache-Control: no-store`, or 401/403 JSON when
+        `grant` raises [`Unauthorized`][sidestream.errors.Unauthorized] /
+        [`Forbidden`][sidestream.errors.Forbidden]. Route arguments are passed on to `grant`.
+        """
+
+        @functools.wraps(grant)
+        def view(*args: P.args, **kwargs: P.kwargs) -> flask.Response:
+            try:
+                subject, channels = grant(*args, **kwargs)
+            except AccessDenied as exc:
+                return _error_response(exc)
+            channels = list(channels)
+            token = self.issue_token(subject, channels)
+            body: dict[str, Any] = {
+                "token": token,
+                "channels": channels,
+                "expires_in": int(get_state().settings.token_ttl),
+            }
+            if get_state().settings.stream_url is not None:
+                body["url"] = self.stream_url(channels, token)
+            return _json(200, body)
+
+        return view
+
+    def close(self, app: flask.Flask | None = None) -> None:
+        """Disconnect `app`'s (default: the current app's) Redis pool now."""
+        get_state(app).close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The long-poll blueprint and the JSON errors
+# ---------------------------------------------------------------------------------------------
+
+
+def _long_poll_blueprint() -> flask.Blueprint:
+    blueprint = flask.Blueprint(EXTENSION_KEY, __name__)
+
+    @blueprint.get("/")
+    def missing_channel() -> flask.Response:
+        return _json(
+            400,
+            {
+                "error": "invalid_parameter",
+                "parameter": "channel",
+                "detail": f"name the channel in the path: GET {flask.request.path}<channel>",
+            },
+        )
+
+    @blueprint.get("/<path:channel>")
+    def poll(channel: str) -> flask.Response:
+        state = get_state()
+        try:
+            validate_channel(channel)
+        except InvalidChannel as exc:
+            body = {"error": "invalid_parameter", "parameter": "channel", "detail": str(exc)}
+            return _json(400, body)
+        hook = state.authorize_read or state.extension._read_hook
+        if hook is not None:
+            try:
+                allowed = hook(channel)
+            except AccessDenied as exc:
+                return _error_response(exc)
+            if allowed is not True:
+                return _error_response(Forbidden(f"you may not read channel {channel!r}"))
+        return flask_long_poll(state.bus, channel, limit=state.settings.longpoll_limit)
+
+    return blueprint
+
+
+_ERROR_CODES: Final[tuple[tuple[type[SidestreamError], int, str], ...]] = (
+    (InvalidChannel, 400, "invalid_channel"),
+    (InvalidCursor, 400, "invalid_cursor"),
+    (InvalidEvent, 400, "invalid_event"),
+    (PayloadTooLarge, 413, "payload_too_large"),
+    (Unauthorized, 401, "unauthorized"),
+    (AccessDenied, 403, "forbidden"),
+)
+
+
+def _error_response(exc: SidestreamError) -> flask.Response:
+    """The JSON answer to one of the client-facing errors in `_ERROR_CODES`.
+
+    Misuse errors (`InvalidConfig`, `InvalidArgument` ...) have no handler: they stay 500s,
+    bugs to see in the log rather than a client's fault.
+    """
+    status, code = next((s, c) for kind, s, c in _ERROR_CODES if isinstance(exc, kind))
+    detail = exc.reason if isinstance(exc, AccessDenied) else str(exc)
+    return _json(status, {"error": code, "detail": detail})
+
+
+def _json(status: int, body: dict[str, Any]) -> flask.Response:
+    response = flask.jsonify(body)
+    response.status_code = status
+    response.headers.update(_NO_STORE)
+    return response
