@@ -104,7 +104,8 @@ async def test_search_finds_a_page(browser, site: tuple[str, list[str]]) -> None
     page = await browser.new_page()
     await page.goto(base + "/", wait_until="networkidle")
     await page.click("label.md-search__icon, .md-search__input")
-    await page.fill(".md-search__input", "Last-Event-ID")
+    # Typed key by key: the theme searches on keyboard events, not on a value set by script.
+    await page.locator(".md-search__input").press_sequentially("Last-Event-ID")
     first = page.locator(".md-search-result__item").first
     await first.wait_for(timeout=15_000)
     assert "Last-Event-ID" in (await page.locator(".md-search-result").inner_text())
