@@ -18,6 +18,11 @@ with serve_wsgi(app) as base_url, urllib.request.urlopen(f"{base_url}/hello") as
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -30,7 +35,14 @@ if TYPE_CHECKING:
 
     from sidestream.sse import Event
 
-__all__ = ["StreamCapture", "read_events", "read_events_async", "serve_asgi", "serve_wsgi"]
+__all__ = [
+    "StreamCapture",
+    "read_events",
+    "read_events_async",
+    "serve_asgi",
+    "serve_gunicorn",
+    "serve_wsgi",
+]
 
 
 @contextmanager
@@ -102,6 +114,76 @@ def serve_asgi(
     finally:
         server.should_exit = True
         thread.join(timeout=graceful_timeout + 10)
+
+
+@contextmanager
+def serve_gunicorn(
+    app: str,
+    *options: str,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    ready_path: str = "/",
+    timeout: float = 30,
+) -> Iterator[str]:
+    """Run real gunicorn (`python -m gunicorn`) on a free loopback port for a `with` block.
+
+    For what only the production server shows: sync workers that a stream occupies, 103 Early
+    Hints, worker timeouts. Ready when `ready_path` gets any HTTP answer; stopped with SIGTERM.
+
+    Args:
+        app: The WSGI app as gunicorn names it, like `"app:app"`.
+        *options: More gunicorn options (`"--workers", "2"`); `--bind` is chosen here.
+        cwd: The directory gunicorn runs in (where `app`'s module is found).
+        env: Extra environment variables for gunicorn, on top of this process's.
+        ready_path: A path to poll until the server answers.
+        timeout: Seconds to wait for the server to answer.
+
+    Yields:
+        The base URL, like `http://127.0.0.1:54321`.
+
+    Raises:
+        RuntimeError: gunicorn exited or did not answer in time (its log is in the message).
+    """
+    import httpx
+
+    with socket.socket() as probe:  # a free port; gunicorn binds it right after
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *options, app]
+    base = f"http://127.0.0.1:{port}"
+    # gunicorn logs to a file: a pipe that nobody reads could fill up and block it.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    httpx.get(f"{base}{ready_path}", timeout=1)
+                    break
+                except httpx.TransportError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        proc.kill()
+                        proc.wait()
+                        log.seek(0)
+                        output = log.read().decode(errors="replace")
+                        raise RuntimeError(
+                            f"gunicorn did not answer on {base}:\n{output}"
+                        ) from None
+                    time.sleep(0.1)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 @dataclass
