@@ -218,12 +218,14 @@ class Settings:
         known = [key.name for key in CONFIG_KEYS]
         for name in config:
             if isinstance(name, str) and name.startswith("SIDESTREAM_") and name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f"did you mean {close[0]}? " if close else ""
-                raise InvalidConfig(
-                    f"{name} is not a sidestream setting: {hint}the settings are "
-                    + ", ".join(known)
+                # Compare what follows SIDESTREAM_: the shared prefix would make everything close.
+                close = difflib.get_close_matches(name[11:], [k[11:] for k in known], n=1)
+                hint = (
+                    f"did you mean SIDESTREAM_{close[0]}?"
+                    if close
+                    else "the settings are " + ", ".join(known)
                 )
+                raise InvalidConfig(f"{name} is not a sidestream setting: {hint}")
         defaults = cls(redis_url=MEMORY_URL)
         url = _url(config.get("SIDESTREAM_REDIS_URL") or env.get("REDIS_URL") or MEMORY_URL)
         token_key = config.get("SIDESTREAM_TOKEN_KEY") or env.get(KEY_ENV) or None
@@ -374,7 +376,7 @@ def get_state(app: flask.Flask | None = None) -> State:
 
 
 def bus() -> Bus:
-    """The current app's [`Bus`][sidestream.flask.State], for views and blueprints that do not
+    """The current app's [`Bus`][sidestream.bus.Bus], for views and blueprints that do not
     have the extension object at hand."""
     return get_state().bus
 
@@ -518,12 +520,28 @@ class Sidestream:
         """Turn a function that decides `(subject, channels)` into a token view.
 
         ```python
+        import flask
+
+        from sidestream.errors import Unauthorized
+        from sidestream.flask import Sidestream
+
+        app = flask.Flask(__name__)
+        app.config["SIDESTREAM_TOKEN_KEY"] = "a-secret-of-at-least-32-bytes-long!!"
+        sidestream = Sidestream(app)
+
         @app.get("/stream-token")
         @sidestream.token_endpoint
         def stream_token():
-            if "user" not in session:
+            user = flask.request.args.get("user")  # your login decides who this is
+            if user is None:
                 raise Unauthorized("log in first")
-            return session["user"], [f"user:{session['user']}"]
+            return user, [f"user:{user}"]
+
+        client = app.test_client()
+        print(client.get("/stream-token").json)
+        #> {'detail': 'log in first', 'error': 'unauthorized'}
+        print(client.get("/stream-token?user=ann").json["channels"])
+        #> ['user:ann']
         ```
 
         The view answers `{"token", "channels", "expires_in"}` (plus `url` when
