@@ -17,6 +17,8 @@ import redis
 
 from sidestream.errors import (
     Forbidden,
+    InvalidArgument,
+    InvalidChannel,
     InvalidConfig,
     InvalidToken,
     NotInitialized,
@@ -355,8 +357,10 @@ def test_without_json_errors_the_exception_reaches_flask(make_app: MakeApp) -> N
     ext = Sidestream()
     app = make_app(ext, SIDESTREAM_JSON_ERRORS=False)
     add_publish_view(app, ext)
-    reply = app.test_client().post("/channels/bad name", json={"data": "x"})
-    assert reply.status_code == 500
+    assert app.test_client().post("/channels/bad name", json={"data": "x"}).status_code == 500
+    app.testing = True  # let it through to see which
+    with pytest.raises(InvalidChannel):
+        app.test_client().post("/channels/bad name", json={"data": "x"})
 
 
 # --- tokens --------------------------------------------------------------------------------------
@@ -424,6 +428,24 @@ def test_no_url_without_a_stream_url(make_app: MakeApp) -> None:
     add_token_view(app, ext)
     body = app.test_client().get("/stream-token/lobby", headers={"X-User": "ann"}).json
     assert set(body) == {"token", "channels", "expires_in"}
+
+
+def test_one_channel_name_is_not_taken_for_a_list(make_app: MakeApp) -> None:
+    ext = Sidestream()
+    app = make_app(ext, SIDESTREAM_TOKEN_KEY=KEY, SIDESTREAM_STREAM_URL="/events")
+
+    @app.get("/wrong-token")
+    @ext.token_endpoint
+    def wrong_token() -> tuple[str, Any]:
+        return "ann", "user:ann"
+
+    with app.app_context():
+        for call in (lambda: ext.issue_token("ann", "news"), lambda: ext.stream_url("news", "t")):
+            with pytest.raises(InvalidArgument, match=r"like \['news'\], not a str"):
+                call()
+    app.testing = True  # let the exception through: a bug in the view is a 500, not a 4xx
+    with pytest.raises(InvalidArgument, match="not a str"):
+        app.test_client().get("/wrong-token")
 
 
 def test_issuing_without_a_key_says_what_to_set(make_app: MakeApp) -> None:

@@ -61,6 +61,7 @@ from sidestream.bus import MEMORY_URL, Bus, connect, validate_channel
 from sidestream.errors import (
     AccessDenied,
     Forbidden,
+    InvalidArgument,
     InvalidChannel,
     InvalidConfig,
     InvalidCursor,
@@ -483,7 +484,7 @@ class Sidestream:
                 "the env var of that name) to the key the stream service verifies with; generate "
                 "one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
-        return state.tokens.issue(subject, subscribe=list(channels), lifetime=lifetime)
+        return state.tokens.issue(subject, subscribe=_names(channels), lifetime=lifetime)
 
     def stream_url(self, channels: Sequence[str], token: str) -> str:
         """`SIDESTREAM_STREAM_URL` with the channels and the token in the query string.
@@ -496,7 +497,7 @@ class Sidestream:
             raise InvalidConfig(
                 "SIDESTREAM_STREAM_URL is not set: set it to the stream service's events URL"
             )
-        query = urlencode({"channel": list(channels), "token": token}, doseq=True)
+        query = urlencode({"channel": _names(channels), "token": token}, doseq=True)
         return f"{base}{'&' if '?' in base else '?'}{query}"
 
     # --- hooks and views -------------------------------------------------------------------
@@ -556,7 +557,7 @@ class Sidestream:
                 subject, channels = grant(*args, **kwargs)
             except AccessDenied as exc:
                 return _error_response(exc)
-            channels = list(channels)
+            channels = _names(channels)
             token = self.issue_token(subject, channels)
             body: dict[str, Any] = {
                 "token": token,
@@ -577,6 +578,13 @@ class Sidestream:
 # ---------------------------------------------------------------------------------------------
 # The long-poll blueprint and the JSON errors
 # ---------------------------------------------------------------------------------------------
+
+
+def _names(channels: Sequence[str]) -> list[str]:
+    """`channels` as a list; one string is refused (`list("news")` would be four channels)."""
+    if isinstance(channels, str):
+        raise InvalidArgument(f"channels must be a list of names, like [{channels!r}], not a str")
+    return list(channels)
 
 
 def _long_poll_blueprint() -> flask.Blueprint:
