@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -207,28 +208,41 @@ class NchanSetup:
         return post(self.api, f"/messages/{channel}", {"text": text})
 
 
-@pytest.fixture
-def nchan(monkeypatch: pytest.MonkeyPatch) -> Iterator[NchanSetup]:
-    """examples/third_party/nchan.conf in a real nginx (with Nchan) in front of nchan_app.py."""
+@contextmanager
+def nchan_servers(
+    monkeypatch: pytest.MonkeyPatch, count: int = 1, server_settings: str = ""
+) -> Iterator[tuple[list[str], NchanSetup]]:
+    """`count` nginx servers, each including examples/third_party/nchan.conf verbatim, in front
+    of nchan_app.py; the API publishes to the last one."""
     module = nchan_module()
     late = LateApp()
-    port = free_port()
-    with serve_wsgi(late) as api:
-        http = f"""
+    ports = [free_port() for _ in range(count)]
+    with serve_wsgi(late) as api, ExitStack() as servers:
+        for port in ports:
+            http = f"""
     upstream flask_api {{ server {api.removeprefix("http://")}; }}
     server {{
         listen 127.0.0.1:{port};
+        {server_settings}
         include {EXAMPLES_DIR / "third_party" / "nchan.conf"};
     }}"""
-        with run_nginx(http, port, modules=(module,)):
-            monkeypatch.setenv("NCHAN_URL", f"http://127.0.0.1:{port}")
-            monkeypatch.setenv("SIDESTREAM_TOKEN_KEY", TOKEN_KEY)
-            example = load_example("third_party/nchan_app.py")
-            late.app = example.app
-            try:
-                yield NchanSetup(f"http://127.0.0.1:{port}", api, example)
-            finally:
-                example.nchan.close()
+            servers.enter_context(run_nginx(http, port, modules=(module,)))
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        monkeypatch.setenv("NCHAN_URL", urls[-1])
+        monkeypatch.setenv("SIDESTREAM_TOKEN_KEY", TOKEN_KEY)
+        example = load_example("third_party/nchan_app.py")
+        late.app = example.app
+        try:
+            yield urls, NchanSetup(urls[-1], api, example)
+        finally:
+            example.nchan.close()
+
+
+@pytest.fixture
+def nchan(monkeypatch: pytest.MonkeyPatch) -> Iterator[NchanSetup]:
+    """examples/third_party/nchan.conf in a real nginx (with Nchan) in front of nchan_app.py."""
+    with nchan_servers(monkeypatch) as (_, setup):
+        yield setup
 
 
 def test_nchan_streams_what_the_api_publishes(nchan: NchanSetup) -> None:
@@ -263,6 +277,42 @@ def test_nchan_resumes_after_last_event_id_from_its_buffer(nchan: NchanSetup) ->
     ) as again:
         replayed = again.wait_events(2)
     assert [json.loads(e.data)["text"] for e in replayed] == ["missed 1", "missed 2"]
+
+
+@pytest.mark.redis
+def test_two_nginx_servers_share_channels_through_redis(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str, key_prefix: str
+) -> None:
+    """With Nchan's Redis mode, a browser on server A gets what the API published to server B."""
+    import redis
+
+    settings = (
+        f'nchan_redis_url {redis_url}; nchan_use_redis on; nchan_redis_namespace "{key_prefix}";'
+    )
+    try:
+        with nchan_servers(monkeypatch, count=2, server_settings=settings) as ([a, b], setup):
+            token = setup.token("ada", ["news"])
+            with open_stream(f"{a}/events/news?token={token}") as stream:
+                stream.read_until(lambda: b": hi\n" in stream.raw)
+                # Until A's subscription is counted in Redis, as B sees it (no fixed sleep).
+                deadline = time.monotonic() + 5
+                while channel_info(b, "news").get("subscribers") != 1:
+                    assert time.monotonic() < deadline, "A's subscriber never showed on B"
+                    time.sleep(0.02)
+                assert setup.publish("news", "via B").json() == {"subscribers": 1}
+                [event] = stream.wait_events(1)
+            assert json.loads(event.data) == {"text": "via B"}
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(match=f"{key_prefix}*"):
+            client.delete(key)
+        client.close()
+
+
+def channel_info(server: str, channel: str) -> dict[str, Any]:
+    """What Nchan's publisher location says about a channel (a GET there publishes nothing)."""
+    info = httpx.get(f"{server}/internal/publish/{channel}", headers={"Accept": "application/json"})
+    return dict(info.json()) if info.status_code == 200 else {}
 
 
 def test_nchan_asks_the_api_who_may_subscribe(nchan: NchanSetup) -> None:
