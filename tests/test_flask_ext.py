@@ -278,6 +278,19 @@ def test_bad_input_is_a_400_json_naming_the_parameter(
     assert reply.json["detail"]
 
 
+def test_redis_down_is_a_503_with_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SIDESTREAM_TOKEN_KEY", raising=False)
+    app = flask.Flask(__name__)
+    app.config["SIDESTREAM_REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    Sidestream(app)  # connects lazily: the app starts
+    try:
+        reply = poll(app, "/poll/news?last_id=0-0&timeout=1")
+        assert (reply.status_code, reply.json["error"]) == (503, "unavailable")
+        assert reply.headers["Retry-After"] == "2"
+    finally:
+        get_state(app).close()
+
+
 # --- the read hook -------------------------------------------------------------------------------
 
 

@@ -1,11 +1,13 @@
 """examples/flask_extension/app.py: the page "A Flask extension", run on fakeredis and real Redis.
 
-The app runs through Flask's test client; its stream token is then used against the real stream
-service (uvicorn on loopback), which replays the event the app published.
+The app runs through Flask's test client; its stream token then opens a stream on the hand-off
+chapter's service (examples/auth/service.py, unchanged, under uvicorn on loopback), which
+replays the event the app published.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from types import ModuleType
 
@@ -14,11 +16,8 @@ import pytest
 from flask.testing import FlaskClient
 from loopback import load_example
 
-from sidestream.bus import AsyncBus, connect_async
 from sidestream.flask import get_state
-from sidestream.service import create_app as create_service
 from sidestream.testing import read_events, serve_asgi
-from sidestream.tokens import StreamTokens, authorizer
 
 KEY = "flask-extension-example-key-32-bytes"
 
@@ -115,22 +114,28 @@ def test_anonymous_users_get_401_json(make_app: Callable[..., flask.Flask]) -> N
         )
 
 
-def test_the_token_opens_the_users_stream_on_the_service(
-    make_app: Callable[..., flask.Flask], backend_url: str, key_prefix: str
+def test_the_token_opens_the_stream_on_the_hand_off_service(
+    example: ModuleType, backend_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service = create_service(
-        AsyncBus(connect_async(backend_url), prefix=key_prefix),
-        authorize=authorizer(StreamTokens(KEY)),
-    )
-    with serve_asgi(service) as service_url:
-        ann = logged_in(make_app(SIDESTREAM_STREAM_URL=f"{service_url}/events"), "ann")
-        cursor = ann.get("/poll/user:ann").json["last_id"]
-        event_id = ann.post("/channels/user:ann/events", json={"data": "hi ann"}).json["id"]
-        token = ann.get("/stream-token").json
-        assert (token["channels"], token["expires_in"]) == (["user:ann"], 120)
-        stream = read_events(f"{token['url']}&last_event_id={cursor}", count=1)
-        assert stream.status == 200
-        assert [(e.id, e.data) for e in stream.events] == [(event_id, '"hi ann"')]
-        # The same token does not open someone else's channel.
-        other = token["url"].replace("user%3Aann", "user%3Abob")
-        assert read_events(other, count=1).status == 403
+    """The unchanged examples/auth/service.py accepts the extension's tokens and URL."""
+    monkeypatch.setenv("REDIS_URL", backend_url)  # both sides; the default key prefix
+    service = load_example("auth/service.py")
+    user = f"ann-{uuid.uuid4().hex[:8]}"  # real Redis is shared: a channel of this test's own
+    with serve_asgi(service.app) as service_url:
+        app = example.create_app({"SIDESTREAM_STREAM_URL": f"{service_url}/events"})
+        state = get_state(app)
+        try:
+            client = logged_in(app, user)
+            cursor = client.get(f"/poll/user:{user}").json["last_id"]
+            sent = client.post(f"/channels/user:{user}/events", json={"data": "hi"}).json["id"]
+            token = client.get("/stream-token").json
+            assert (token["channels"], token["expires_in"]) == ([f"user:{user}"], 120)
+            # What client.js does: open the URL, resuming after the last id it has.
+            stream = read_events(f"{token['url']}&last_event_id={cursor}", count=1)
+            assert stream.status == 200
+            assert [(e.id, e.data) for e in stream.events] == [(sent, '"hi"')]
+            other = token["url"].replace(f"user%3A{user}", "user%3Abob")
+            assert read_events(other, count=1).status == 403  # not this token's channel
+        finally:
+            state.bus.redis.delete(state.bus.stream_key(f"user:{user}"))
+            state.close()
