@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from sidestream.testing import serve_gunicorn
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "why_beside"
 WORKERS = 2
@@ -18,36 +17,19 @@ WORKERS = 2
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def streaming_api() -> Iterator[str]:
     """examples/why_beside/stream_from_api.py under gunicorn with a pool of sync workers."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--worker-class", "sync",
-         "--bind", f"127.0.0.1:{port}", "stream_from_api:app"],
-        cwd=EXAMPLES, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{base}/api/orders", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "gunicorn failed")
-                time.sleep(0.1)
+    with serve_gunicorn(
+        "stream_from_api:app",
+        "--workers",
+        str(WORKERS),
+        "--worker-class",
+        "sync",
+        cwd=EXAMPLES,
+        ready_path="/api/orders",
+    ) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def open_stream(base: str) -> socket.socket:
