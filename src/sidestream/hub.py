@@ -221,13 +221,18 @@ class Subscriber:
         abort: Called if the subscriber was closed but its writer has not finished
             `cutoff_grace` seconds later (a client that stopped reading): the service sets it to
             something that drops the connection.
+        gone: If set, asked at every heartbeat whether the client has left; the subscriber is
+            then closed. (A server may not tell a writer that its client left: sending to a
+            closed connection can succeed silently.)
     """
 
     __slots__ = (
         "_cursor",
+        "_direct",
         "_final",
         "_hub",
         "_ping",
+        "_plain",
         "_positions",
         "_queue",
         "_skip",
@@ -236,6 +241,7 @@ class Subscriber:
         "channels",
         "closed",
         "finished",
+        "gone",
         "preamble",
         "timer",
     )
@@ -250,10 +256,13 @@ class Subscriber:
         self._skip: dict[str, Key] | None = None  # catching up: drop live items up to these ids
         self._positions: dict[str, str] | None = None  # several channels: the cursor we write
         self._cursor = ""
+        self._direct: Callable[[bytes], bool] | None = None
+        self._plain = False  # one channel and no catch-up filter: items go out as they are
         self.closed: str | None = None
         self.finished = False
         self.preamble = b""
         self.abort: Callable[[], None] | None = None
+        self.gone: Callable[[], bool] | None = None
         self.timer: asyncio.TimerHandle | None = None
 
     @property
@@ -263,6 +272,15 @@ class Subscriber:
             return format_cursor(self.channels, self._positions)
         return self._cursor
 
+    def write_directly(self, write: Callable[[bytes], bool] | None) -> None:
+        """Let the hub hand events straight to the connection while the writer is parked.
+
+        `write(chunk)` must either write the chunk to the client at once and return True, or
+        do nothing and return False (the socket is not writable: the event is queued and the
+        writer woken as usual). Only set it once the stream's first chunk is on the wire.
+        """
+        self._direct = write
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
@@ -271,7 +289,18 @@ class Subscriber:
                 waiter.set_result(None)
 
     def _push(self, item: _Item) -> None:
-        # The hot path of the fan-out: one append, one length check, one wake-up.
+        # The hot path of the fan-out. A writer parked on an empty queue, with a direct path to
+        # a writable socket, gets the shared bytes at once, with no task wake-up at all.
+        direct = self._direct
+        if direct is not None and self._waiter is not None and self._plain:
+            if direct(item.wire):
+                if item.id is not None:
+                    self._cursor = item.id
+                self._hub.delivered += 1
+                return
+            if self.closed is not None:
+                return  # the writer found the client gone and closed this subscriber
+        # Otherwise: one append, one length check, one wake-up.
         queue = self._queue
         queue.append(item)
         if len(queue) > self._hub.queue_size:
@@ -288,6 +317,7 @@ class Subscriber:
         if self.closed is not None:
             return
         self.closed = "closed"
+        self._direct = None
         if drop_queue:
             self._queue = []
         self._final = final
@@ -345,6 +375,7 @@ class Subscriber:
                     del skip[item.channel]
                     if not skip:
                         skip = self._skip = None
+                        self._plain = positions is None
             if positions is None:
                 if item.id is not None:
                     self._cursor = item.id
@@ -609,6 +640,9 @@ class Hub:
         self._subscribers.add(sub)
         try:
             await self._catch_up(sub, start, positions)
+        except (RedisError, OSError) as exc:
+            self.finish(sub)
+            raise Unavailable(f"Redis failed while replaying history ({exc}); try again") from exc
         except BaseException:
             self.finish(sub)
             raise
@@ -763,6 +797,7 @@ class Hub:
             sub._positions = current
         else:
             sub._cursor = current[names[0]]
+            sub._plain = sub._skip is None
         sub.preamble = head + b"".join(replayed)
         self.delivered += len(replayed)
 
@@ -937,5 +972,8 @@ class Hub:
             await asyncio.sleep(self.heartbeat)
             for sub in list(self._subscribers):
                 if sub.closed is None:
+                    if sub.gone is not None and sub.gone():
+                        sub.close(drop_queue=True)
+                        continue
                     sub._ping = True
                     sub._wake()
