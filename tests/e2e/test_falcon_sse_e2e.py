@@ -1,0 +1,355 @@
+"""The Falcon SSE service over real sockets: uvicorn started by examples/falcon_sse/run.sh, real
+Redis, events published by the Flask example (examples/redis_pattern/publish_endpoint.py), read
+by an HTTP client, by headless Chromium running examples/falcon_sse/client.js, and through nginx
+with examples/falcon_sse/nginx.conf.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from loopback import EXAMPLES, load_example, serving
+from proxy_servers import free_port, run_nginx
+
+from sidestream.bus import Bus, connect
+from sidestream.testing import read_events, serve_wsgi
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+
+SECRET = "e2e-secret"
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Service:
+    url: str
+    process: subprocess.Popen[bytes]
+    client_name: str
+
+
+@dataclass
+class Api:
+    url: str
+    bus: Bus
+
+    def publish(self, channel: str, text: str) -> str:
+        """POST to the Flask example, as the app would; returns the event id."""
+        response = httpx.post(
+            f"{self.url}/channels/{channel}/events", json={"type": None, "data": {"text": text}}
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+
+@pytest.fixture
+def api(redis_url: str) -> Iterator[Api]:
+    bus = Bus(connect(redis_url))
+    app = load_example("redis_pattern/publish_endpoint.py").create_app(bus)
+    with serve_wsgi(app) as url:
+        yield Api(url, bus)
+    bus.redis.close()
+
+
+@pytest.fixture
+def service_module() -> ModuleType:
+    os.environ.setdefault("STREAM_SECRET", SECRET)
+    return load_example("falcon_sse/service.py")
+
+
+@contextmanager
+def run_service(redis_url: str, *, origin: str = "http://127.0.0.1:1") -> Iterator[Service]:
+    """examples/falcon_sse/run.sh with one worker on a free loopback port."""
+    port = free_port()
+    name = f"sidestream-e2e-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PORT": str(port),
+        "WORKERS": "1",
+        "REDIS_URL": f"{redis_url}?client_name={name}",
+        "STREAM_SECRET": SECRET,
+        "API_ORIGIN": origin,
+        "HEARTBEAT": "0.5",
+    }
+    process = subprocess.Popen(["sh", str(EXAMPLES / "falcon_sse/run.sh")], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, "run.sh exited"
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.1)
+        yield Service(f"http://127.0.0.1:{port}", process, name)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def token_url(service: Service, module: ModuleType, user: str, ttl: int = 300) -> str:
+    token = module.sign(user, int(time.time()) + ttl)
+    return f"{service.url}/events?channel=user:{user}&token={token}"
+
+
+def new_user() -> str:
+    return f"u{uuid.uuid4().hex[:10]}"
+
+
+def in_thread(function: Callable[[], Any]) -> Callable[[], Any]:
+    """Start `function` in a thread now; call the result to wait for its return value."""
+    box: list[Any] = []
+    thread = threading.Thread(target=lambda: box.append(function()), daemon=True)
+    thread.start()
+
+    def join() -> Any:
+        thread.join(timeout=30)
+        assert box, "the reader thread did not finish"
+        return box[0]
+
+    return join
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def numsub(client: redis.Redis, bus: Bus, channel: str) -> int:
+    return int(client.pubsub_numsub(bus.live_channel(channel))[0][1])
+
+
+def test_http_client_gets_what_the_flask_api_published_and_resumes_exactly(
+    redis_url: str, api: Api, service_module: ModuleType
+) -> None:
+    user = new_user()
+    with run_service(redis_url) as service:
+        url = token_url(service, service_module, user)
+        streams = numsub_counter(api, f"user:{user}")
+        reading = in_thread(lambda: read_events(url, count=3, timeout=10))
+        wait_until(lambda: streams() == 1)
+        ids = [api.publish(f"user:{user}", f"n{n}") for n in range(3)]
+        first = reading()
+        assert first.status == 200
+        assert first.headers["content-type"] == "text/event-stream"
+        assert [(json.loads(e.data)["text"], e.id) for e in first.events] == [
+            ("n0", ids[0]),
+            ("n1", ids[1]),
+            ("n2", ids[2]),
+        ]
+        # The client has gone: the service notices at a heartbeat and unsubscribes.
+        wait_until(lambda: streams() == 0)
+        missed = [api.publish(f"user:{user}", f"m{n}") for n in range(2)]
+        again = read_events(url, count=2, timeout=10, headers={"Last-Event-ID": ids[2]})
+        assert [(json.loads(e.data)["text"], e.id) for e in again.events] == [
+            ("m0", missed[0]),
+            ("m1", missed[1]),
+        ]
+        refused = read_events(url.replace("token=", "token=x"), count=1)
+        assert refused.status == 401
+        assert refused.events == []
+
+
+def numsub_counter(api: Api, channel: str) -> Callable[[], int]:
+    return lambda: numsub(api.bus.redis, api.bus, channel)
+
+
+def test_scale_out_two_processes_each_client_gets_every_event_once(
+    redis_url: str, api: Api, service_module: ModuleType
+) -> None:
+    user = new_user()
+    channel = f"user:{user}"
+    with run_service(redis_url) as one, run_service(redis_url) as two:
+        urls = [token_url(s, service_module, user) for s in (one, two, one, two)]
+        readers = [
+            in_thread(lambda url=url: read_events(url, count=10, timeout=15)) for url in urls
+        ]
+        wait_until(lambda: numsub(api.bus.redis, api.bus, channel) == 2)  # one per process
+        ids = [api.publish(channel, str(n)) for n in range(10)]
+        for capture in (reader() for reader in readers):
+            assert [e.id for e in capture.events] == ids
+            assert [json.loads(e.data)["text"] for e in capture.events] == [
+                str(n) for n in range(10)
+            ]
+
+
+class RawStream:
+    """An event-stream client on a bare socket (500 of them cost little)."""
+
+    def __init__(self, url: str) -> None:
+        parsed = httpx.URL(url)
+        self.sock = socket.create_connection((parsed.host, parsed.port))
+        target = parsed.raw_path.decode()
+        self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {parsed.host}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200"), head
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_500_streams_hold_two_redis_connections(
+    redis_url: str, api: Api, service_module: ModuleType
+) -> None:
+    users = [new_user() for _ in range(500)]
+    with run_service(redis_url) as service, ExitStack() as streams:
+        for user in users:
+            streams.callback(RawStream(token_url(service, service_module, user)).close)
+        clients = [
+            line for line in api.bus.redis.client_list() if line.get("name") == service.client_name
+        ]
+        # One pub/sub connection for all 500 streams' channels, one for commands (the start
+        # position of each new channel, history on resume).
+        assert sorted(int(c["sub"]) > 0 for c in clients) == [False, True]
+        assert len(clients) == 2
+        pubsub = next(c for c in clients if int(c["sub"]) > 0)
+        assert int(pubsub["sub"]) == 500
+        metrics = httpx.get(f"{service.url}/metrics").text
+        assert "sidestream_open_streams 500\n" in metrics
+        assert "sidestream_subscribed_channels 500\n" in metrics
+
+
+def test_sigterm_drains_streams_and_uvicorn_exits(
+    redis_url: str, api: Api, service_module: ModuleType
+) -> None:
+    user = new_user()
+    with run_service(redis_url) as service:
+        reading = in_thread(
+            lambda: read_events(token_url(service, service_module, user), count=10, timeout=15)
+        )
+        wait_until(lambda: numsub(api.bus.redis, api.bus, f"user:{user}") == 1)
+        api.publish(f"user:{user}", "before")
+        started = time.monotonic()
+        service.process.send_signal(signal.SIGTERM)
+        capture = reading()
+        # uvicorn shuts down cleanly, then re-raises the signal it caught: -SIGTERM, not 0.
+        assert service.process.wait(timeout=10) in (0, -signal.SIGTERM)
+        took = time.monotonic() - started
+    assert [e.event for e in capture.events] == [None, "close"]
+    assert json.loads(capture.events[1].data) == {"reason": "shutdown"}
+    assert capture.retry is not None and 3000 <= capture.retry <= 5000
+    assert capture.ended  # the server closed it, not the reader
+    assert took < 5, f"uvicorn took {took:.1f}s to exit"
+
+
+def test_nginx_with_the_example_location_passes_events_through(
+    redis_url: str, api: Api, service_module: ModuleType
+) -> None:
+    user = new_user()
+    port = free_port()
+    with run_service(redis_url) as service:
+        config = (EXAMPLES / "falcon_sse/nginx.conf").read_text()
+        config = config.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+        config = config.replace("127.0.0.1:8001", service.url.removeprefix("http://"))
+        with run_nginx(config, port):
+            url = token_url(service, service_module, user).replace(
+                service.url, f"http://127.0.0.1:{port}"
+            )
+            reading = in_thread(lambda: read_events(url, count=1, timeout=10))
+            wait_until(lambda: numsub(api.bus.redis, api.bus, f"user:{user}") == 1)
+            sent = time.monotonic()
+            event_id = api.publish(f"user:{user}", "through nginx")
+            capture = reading()
+            assert [e.id for e in capture.events] == [event_id]
+            assert time.monotonic() - sent < 2  # not held back in a proxy buffer
+
+
+PAGE = b"<!doctype html><title>stream</title><ul id=events></ul>"
+
+
+class Page(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(PAGE)))
+        self.end_headers()
+        self.wfile.write(PAGE)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.browser
+async def test_chromium_runs_client_js_and_resumes_after_its_token_expires(
+    redis_url: str, api: Api, service_module: ModuleType, browser: Any
+) -> None:
+    user = new_user()
+    channel = f"user:{user}"
+    short = service_module.sign(user, int(time.time()) + 2)  # expires while the page is open
+    fresh = service_module.sign(user, int(time.time()) + 300)
+    with serving(Page) as origin, run_service(redis_url, origin=origin) as service:
+        page = await browser.new_page()
+        await page.goto(origin)
+        await page.add_script_tag(content=(EXAMPLES / "falcon_sse/client.js").read_text())
+        await page.evaluate(
+            """([serviceUrl, channel, tokens]) => {
+                window.received = [];
+                // The second token comes slowly: events published meanwhile must be resumed.
+                const getToken = async () => {
+                    const token = tokens.shift();
+                    if (!tokens.length) await new Promise((done) => setTimeout(done, 1500));
+                    return token;
+                };
+                openStream(serviceUrl, [channel], getToken,
+                           (kind, data) => window.received.push([kind, data]));
+            }""",
+            [service.url, channel, [short, fresh]],
+        )
+        await wait_for_js(page, "window.received !== undefined")
+        streams = numsub_counter(api, channel)
+        await async_wait(lambda: streams() == 1)
+        first = api.publish(channel, "one")
+        await wait_for_js(page, "window.received.length >= 1")
+        await wait_for_js(page, "window.received.some(([kind]) => kind === 'close')", 6000)
+        missed = [api.publish(channel, "two"), api.publish(channel, "three")]
+        await async_wait(lambda: streams() == 1)  # reopened with the fresh token
+        last = api.publish(channel, "four")
+        await wait_for_js(page, "window.received.length >= 5")
+        received = await page.evaluate("window.received")
+        stored = await page.evaluate("sessionStorage.getItem('sidestream:last-event-id')")
+    texts = [json.loads(data)["text"] if kind == "message" else data for kind, data in received]
+    assert texts == ["one", "expired", "two", "three", "four"]
+    assert stored == last
+    assert first < missed[0] < missed[1] < last
+
+
+async def wait_for_js(page: Any, expression: str, timeout: float = 5000) -> None:
+    await page.wait_for_function(expression, timeout=timeout)
+
+
+async def async_wait(check: Callable[[], bool], timeout: float = 10) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
