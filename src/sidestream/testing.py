@@ -41,6 +41,7 @@ __all__ = [
     "read_events_async",
     "serve_asgi",
     "serve_gunicorn",
+    "serve_uvicorn",
     "serve_wsgi",
 ]
 
@@ -144,17 +145,72 @@ def serve_gunicorn(
     Raises:
         RuntimeError: gunicorn exited or did not answer in time (its log is in the message).
     """
+    port = _free_port()  # gunicorn binds it right after
+    command = ["-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *options, app]
+    with _serve_process("gunicorn", command, port, cwd, env, ready_path, timeout) as base:
+        yield base
+
+
+@contextmanager
+def serve_uvicorn(
+    app: str,
+    *options: str,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    ready_path: str = "/",
+    timeout: float = 30,
+) -> Iterator[str]:
+    """Run real uvicorn (`python -m uvicorn`) in a process of its own on a free loopback port.
+
+    For what one process cannot show: two service processes that share nothing but Redis (an
+    embedded `memory://` server is *not* shared between them), a SIGTERM drain. For an ASGI app
+    inside the test's own process, [`serve_asgi`][sidestream.testing.serve_asgi] is lighter.
+    Stopped with SIGTERM: pass `"--timeout-graceful-shutdown", "1"` if streams may still be open.
+
+    Args:
+        app: The ASGI app as uvicorn names it, like `"service:app"`.
+        *options: More uvicorn options (`"--workers", "2"`); `--host` and `--port` are chosen.
+        cwd: The directory uvicorn runs in (where `app`'s module is found).
+        env: Extra environment variables for uvicorn (`REDIS_URL` ...), on top of this process's.
+        ready_path: A path to poll until the server answers.
+        timeout: Seconds to wait for the server to answer.
+
+    Yields:
+        The base URL, like `http://127.0.0.1:54321`.
+
+    Raises:
+        RuntimeError: uvicorn exited or did not answer in time (its log is in the message).
+    """
+    port = _free_port()
+    command = ["-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), *options, app]
+    with _serve_process("uvicorn", command, port, cwd, env, ready_path, timeout) as base:
+        yield base
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def _serve_process(
+    name: str,
+    arguments: list[str],
+    port: int,
+    cwd: str | os.PathLike[str] | None,
+    env: Mapping[str, str] | None,
+    ready_path: str,
+    timeout: float,
+) -> Iterator[str]:
+    """Run `python <arguments>` until the block ends; ready when `ready_path` answers."""
     import httpx
 
-    with socket.socket() as probe:  # a free port; gunicorn binds it right after
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *options, app]
     base = f"http://127.0.0.1:{port}"
-    # gunicorn logs to a file: a pipe that nobody reads could fill up and block it.
+    # The server logs to a file: a pipe that nobody reads could fill up and block it.
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            command,
+            [sys.executable, *arguments],
             cwd=cwd,
             env={**os.environ, **(env or {})},
             stdout=log,
@@ -172,9 +228,7 @@ def serve_gunicorn(
                         proc.wait()
                         log.seek(0)
                         output = log.read().decode(errors="replace")
-                        raise RuntimeError(
-                            f"gunicorn did not answer on {base}:\n{output}"
-                        ) from None
+                        raise RuntimeError(f"{name} did not answer on {base}:\n{output}") from None
                     time.sleep(0.1)
             yield base
         finally:

@@ -1,0 +1,42 @@
+"""sidestream.testing.serve_uvicorn: real uvicorn in its own process; a clear error if it fails."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sidestream.testing import serve_uvicorn
+
+pytestmark = pytest.mark.slow
+
+APP = """
+import os
+
+async def app(scope, receive, send):
+    assert scope["type"] == "http"
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    body = f"{os.getpid()} {os.environ['GREETING']}".encode()
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+def test_serves_the_app_in_another_process_with_its_env_and_stops_it(tmp_path: Path) -> None:
+    (tmp_path / "hello.py").write_text(APP)
+    with serve_uvicorn("hello:app", cwd=tmp_path, env={"GREETING": "hi"}) as base:
+        assert base.startswith("http://127.0.0.1:")
+        pid, greeting = httpx.get(f"{base}/", timeout=5).text.split()
+        assert (int(pid) != os.getpid(), greeting) == (True, "hi")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base}/", timeout=2)
+
+
+def test_an_app_that_cannot_load_raises_with_uvicorns_log(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("raise ImportError('no such database driver')\n")
+    with (
+        pytest.raises(RuntimeError, match=r"(?s)uvicorn did not answer.*no such database driver"),
+        serve_uvicorn("broken:app", cwd=tmp_path, timeout=20),
+    ):
+        pass
