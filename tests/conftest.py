@@ -7,10 +7,14 @@ pass by skipping.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -110,3 +114,29 @@ async def browser(chromium_path: str) -> AsyncIterator[object]:
 @pytest.fixture
 def repo_root() -> Iterator[Path]:
     yield ROOT
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
+    """The strict build of the site, served on loopback; yields (base URL, page paths)."""
+    from loopback import serving
+
+    out = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [str(Path(sys.executable).parent / "mkdocs"), "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    pages = sorted(
+        "/" + "".join(f"{part}/" for part in p.parent.relative_to(out).parts)
+        for p in out.rglob("index.html")
+        if "assets" not in p.relative_to(out).parts
+    )
+    with serving(functools.partial(_QuietFiles, directory=str(out))) as base:
+        yield base, pages

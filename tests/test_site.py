@@ -3,47 +3,16 @@ site, mermaid diagrams drawn, search answering."""
 
 from __future__ import annotations
 
-import functools
-import subprocess
-import sys
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from loopback import serving
-
-ROOT = Path(__file__).resolve().parent.parent
-# Hosts the theme itself calls from the reader's browser (its repository widget). Requests to them
-# are cut off here (the test machine has no internet), and anything else off-site is a failure.
-ALLOWED_OFFSITE = {"api.github.com"}
+# Off-site addresses pages may call: the theme's repository widget, and the live demo's server on
+# the reader's own machine. Requests to them are cut off here (the test machine has no internet,
+# and tests/examples/test_live_demo.py runs the demo); anything else off-site is a failure.
+ALLOWED_OFFSITE = {"api.github.com", "127.0.0.1:8001"}
 
 pytestmark = pytest.mark.browser
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
-    """The strict build of the site, served on loopback; yields (base URL, page paths)."""
-    out = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [str(Path(sys.executable).parent / "mkdocs"), "build", "--strict", "--site-dir", str(out)],
-        cwd=ROOT, check=True, capture_output=True,
-    )
-    pages = sorted(
-        "/" + p.parent.relative_to(out).as_posix().removeprefix(".") + ("/" if p.parent != out else "")
-        for p in out.rglob("index.html")
-        if "assets" not in p.relative_to(out).parts
-    )
-    pages = [p.replace("//", "/") for p in pages]
-    with serving(functools.partial(QuietHandler, directory=str(out))) as base:
-        yield base, pages
 
 
 def test_the_site_has_the_pages_we_expect(site: tuple[str, list[str]]) -> None:
@@ -59,38 +28,49 @@ async def test_every_page_renders_cleanly(browser, site: tuple[str, list[str]]) 
     page = await browser.new_page()
 
     async def cut_offsite(route) -> None:  # type: ignore[no-untyped-def]
-        offsite.add(urlsplit(route.request.url).hostname or "")
+        offsite.add(urlsplit(route.request.url).netloc)
         await route.abort()
 
     await page.route(lambda url: urlsplit(url).netloc != origin, cut_offsite)
     page.on("pageerror", lambda exc: problems.append(f"{page.url}: uncaught {exc}"))
     page.on(
         "console",
-        lambda msg: problems.append(f"{page.url}: console error {msg.text} ({msg.location})")
-        if msg.type == "error" and urlsplit(msg.location.get("url", "")).netloc in ("", origin)
-        else None,
+        lambda msg: (
+            problems.append(f"{page.url}: console error {msg.text} ({msg.location})")
+            if msg.type == "error" and urlsplit(msg.location.get("url", "")).netloc in ("", origin)
+            else None
+        ),
     )
     page.on(
         "requestfailed",
-        lambda req: problems.append(f"{page.url}: request failed {req.url}")
-        if urlsplit(req.url).netloc == origin else None,
+        lambda req: (
+            problems.append(f"{page.url}: request failed {req.url}")
+            if urlsplit(req.url).netloc == origin
+            else None
+        ),
     )
     page.on(
         "response",
-        lambda resp: problems.append(f"{page.url}: {resp.status} for {resp.url}")
-        if resp.status >= 400 and urlsplit(resp.url).netloc == origin else None,
+        lambda resp: (
+            problems.append(f"{page.url}: {resp.status} for {resp.url}")
+            if resp.status >= 400 and urlsplit(resp.url).netloc == origin
+            else None
+        ),
     )
     diagrams = 0
     for path in pages:
         await page.goto(base + path, wait_until="networkidle")
-        expected = await page.evaluate("document.querySelectorAll('pre.mermaid, div.mermaid').length")
+        expected = await page.evaluate(
+            "document.querySelectorAll('pre.mermaid, div.mermaid').length"
+        )
         if expected:
             # mkdocs-material swaps each <pre class="mermaid"> for a <div> holding the drawn SVG in
             # a closed shadow root: a drawn diagram is a div that takes up room on the page.
             await page.wait_for_function(
                 "n => [...document.querySelectorAll('div.mermaid')]"
                 ".filter(d => d.getBoundingClientRect().height > 40).length === n",
-                arg=expected, timeout=15_000,
+                arg=expected,
+                timeout=15_000,
             )
             diagrams += expected
     await page.close()
