@@ -225,6 +225,7 @@ async def fanout(design: str, subscribers: int, events: int, rate: float) -> dic
         await clients.open(subscribers)
         connect_s = time.perf_counter() - started
         await asyncio.sleep(0.5)
+        load = os.getloadavg()[0]  # how busy the machine was: other work inflates latency
         cpu_before = cpu_seconds(server.pid)
         begin = time.perf_counter()
         for n in range(events):
@@ -250,6 +251,7 @@ async def fanout(design: str, subscribers: int, events: int, rate: float) -> dic
             "server_cpu_s": round(cpu, 2),
             "deliveries_per_cpu_s": round(clients.received / cpu) if cpu > 0 else None,
             "connect_s": round(connect_s, 2),
+            "load_average_1min": round(load, 2),
             "server_rss_mb": round(rss_bytes(server.pid) / 2**20, 1),
         }
     finally:
