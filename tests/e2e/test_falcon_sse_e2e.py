@@ -6,6 +6,7 @@ with examples/falcon_sse/nginx.conf.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -353,3 +354,42 @@ async def async_wait(check: Callable[[], bool], timeout: float = 10) -> None:
     while not check():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.05)
+
+
+def test_a_client_that_stops_reading_is_dropped_while_another_keeps_up(
+    redis_url: str, key_prefix: str
+) -> None:
+    from sidestream.bus import AsyncBus, connect_async
+    from sidestream.hub import Hub
+    from sidestream.service import create_app
+    from sidestream.testing import serve_asgi
+
+    hub = Hub(
+        AsyncBus(connect_async(redis_url), prefix=key_prefix),
+        queue_size=4,
+        cutoff_grace=0.3,
+        heartbeat=0.5,
+    )
+    bus = Bus(connect(redis_url), prefix=key_prefix)
+    with serve_asgi(create_app(hub=hub, drain_on_signal=False)) as url:
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a tiny window, unread
+        stalled.connect(("127.0.0.1", httpx.URL(url).port))
+        stalled.sendall(b"GET /events?channel=big HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert stalled.recv(4096).startswith(b"HTTP/1.1 200")
+        reading = in_thread(lambda: read_events(f"{url}/events?channel=big", count=120, timeout=20))
+        wait_until(lambda: numsub(bus.redis, bus, "big") == 1 and hub.open_streams == 2)
+        ids = [bus.publish("big", f"{n} " + "x" * 30_000) for n in range(120)]
+        healthy = reading()
+        assert [e.id for e in healthy.events] == ids  # never slowed down by the other one
+        wait_until(lambda: hub.stats().cutoffs == 1 and hub.open_streams == 1)
+        # Its connection was dropped: after what the kernel had buffered, the socket ends
+        # (a FIN, or a reset), instead of waiting for a reader that never comes.
+        stalled.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            while stalled.recv(1 << 20):
+                pass
+        stalled.close()
+        wait_until(lambda: hub.open_streams == 0)  # the healthy reader has left too
+    for key in bus.redis.scan_iter(match=f"{key_prefix}*"):
+        bus.redis.delete(key)
