@@ -1,0 +1,40 @@
+"""The fix: every process reads the same Redis through one hub, whatever it holds.
+
+Publishing goes to Redis, not to a list in one process; each process's hub has ONE pub/sub
+connection for all its streams and unsubscribes a channel when its last client leaves.
+
+    REDIS_URL=redis://10.0.0.5:6379/0 uvicorn service_on_redis:app --port 8001  # on every server
+"""
+
+import json
+
+import falcon
+import falcon.asgi
+from redis.asyncio import Redis
+
+from sidestream.bus import AsyncBus, connect_async
+from sidestream.errors import InvalidChannel
+from sidestream.service import StreamApp, create_app
+
+
+# --8<-- [start:service]
+def create_service(redis: Redis, heartbeat: float = 15.0) -> StreamApp:
+    bus = AsyncBus(redis)
+    app = create_app(bus, heartbeat=heartbeat)  # GET /events?channel=news, through the hub
+
+    class Publish:  # stands in for the API: it publishes to Redis, never to its own clients
+        async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+            channel, data = req.get_param("channel", required=True), await req.get_media()
+            try:
+                event_id = await bus.publish(channel, json.dumps(data))
+            except InvalidChannel as exc:
+                raise falcon.HTTPInvalidParam(str(exc), "channel") from None
+            resp.status, resp.media = falcon.HTTP_201, {"id": event_id}
+
+    app.add_route("/publish", Publish())
+    return app
+
+
+# --8<-- [end:service]
+
+app = create_service(connect_async())  # REDIS_URL: the same Redis for every process
