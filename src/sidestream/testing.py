@@ -82,7 +82,9 @@ def serve_asgi(
 
     The app runs on the thread's own event loop, with its lifespan: give it Redis clients of
     its own (a client made on the test's loop must not be used on the server's). Leaving the
-    block stops the server; streams still open are closed after `graceful_timeout` seconds.
+    block stops the server: an app with a `begin_drain()` (the stream service) first ends its
+    streams with a last `retry:`; other streams still open are cut after `graceful_timeout`
+    seconds.
 
     Args:
         app: The ASGI application.
@@ -113,6 +115,11 @@ def serve_asgi(
     try:
         yield f"http://{host}:{port}"
     finally:
+        # An event stream ends only when its client or the app ends it. An app that can drain
+        # (the stream service) closes each with a last `retry:`, as it does on SIGTERM.
+        begin_drain = getattr(app, "begin_drain", None)
+        if callable(begin_drain):
+            server.servers[0].get_loop().call_soon_threadsafe(begin_drain)
         server.should_exit = True
         thread.join(timeout=graceful_timeout + 10)
 
