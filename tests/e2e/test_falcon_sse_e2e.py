@@ -155,7 +155,7 @@ def test_http_client_gets_what_the_flask_api_published_and_resumes_exactly(
         url = token_url(service, service_module, user)
         streams = numsub_counter(api, f"user:{user}")
         reading = in_thread(lambda: read_events(url, count=3, timeout=10))
-        wait_until(lambda: streams() == 1)
+        wait_until(lambda: open_streams(service) == 1)  # registered: it gets all that follows
         ids = [api.publish(f"user:{user}", f"n{n}") for n in range(3)]
         first = reading()
         assert first.status == 200
@@ -193,12 +193,18 @@ def test_scale_out_two_processes_each_client_gets_every_event_once(
             in_thread(lambda url=url: read_events(url, count=10, timeout=15)) for url in urls
         ]
         wait_until(lambda: numsub(api.bus.redis, api.bus, channel) == 2)  # one per process
+        wait_until(lambda: all(open_streams(s) == 2 for s in (one, two)))
         ids = [api.publish(channel, str(n)) for n in range(10)]
         for capture in (reader() for reader in readers):
             assert [e.id for e in capture.events] == ids
             assert [json.loads(e.data)["text"] for e in capture.events] == [
                 str(n) for n in range(10)
             ]
+
+
+def open_streams(service: Service) -> int:
+    lines = httpx.get(f"{service.url}/metrics").text.splitlines()
+    return int(next(line for line in lines if line.startswith("sidestream_open_streams "))[24:])
 
 
 class RawStream:
@@ -247,8 +253,13 @@ def test_sigterm_drains_streams_and_uvicorn_exits(
         reading = in_thread(
             lambda: read_events(token_url(service, service_module, user), count=10, timeout=15)
         )
-        wait_until(lambda: numsub(api.bus.redis, api.bus, f"user:{user}") == 1)
+        wait_until(lambda: open_streams(service) == 1)
         api.publish(f"user:{user}", "before")
+        wait_until(
+            lambda: (
+                "sidestream_events_delivered_total 1\n" in httpx.get(f"{service.url}/metrics").text
+            )
+        )
         started = time.monotonic()
         service.process.send_signal(signal.SIGTERM)
         capture = reading()
@@ -276,7 +287,7 @@ def test_nginx_with_the_example_location_passes_events_through(
                 service.url, f"http://127.0.0.1:{port}"
             )
             reading = in_thread(lambda: read_events(url, count=1, timeout=10))
-            wait_until(lambda: numsub(api.bus.redis, api.bus, f"user:{user}") == 1)
+            wait_until(lambda: open_streams(service) == 1)
             sent = time.monotonic()
             event_id = api.publish(f"user:{user}", "through nginx")
             capture = reading()
@@ -327,7 +338,7 @@ async def test_chromium_runs_client_js_and_resumes_after_its_token_expires(
         )
         await wait_for_js(page, "window.received !== undefined")
         streams = numsub_counter(api, channel)
-        await async_wait(lambda: streams() == 1)
+        await async_wait(lambda: open_streams(service) == 1)
         first = api.publish(channel, "one")
         await wait_for_js(page, "window.received.length >= 1")
         await wait_for_js(page, "window.received.some(([kind]) => kind === 'close')", 6000)

@@ -51,11 +51,16 @@ async def test_a_valid_token_opens_the_users_stream(example: tuple[ModuleType, A
     assert (event.event, event.id, json.loads(event.data)) == ("note", event_id, {"text": "hi"})
 
 
+def forge(token: str) -> str:
+    """The same token with the signature's last digit changed."""
+    return token[:-1] + ("1" if token.endswith("0") else "0")
+
+
 @pytest.mark.parametrize(
     ("make_token", "status", "reason"),
     [
         (lambda s, u: "", 401, "invalid stream token"),
-        (lambda s, u: s.sign(u, int(time.time()) + 60)[:-1] + "0", 401, "invalid stream token"),
+        (lambda s, u: forge(s.sign(u, int(time.time()) + 60)), 401, "invalid stream token"),
         (lambda s, u: s.sign("mallory", int(time.time()) + 60), 403, "mallory may not read"),
         (lambda s, u: s.sign(u, int(time.time()) - 1), 401, "expired"),
         (lambda s, u: "é.1.x", 401, "invalid stream token"),
