@@ -851,20 +851,23 @@ class Hub:
     async def _open_session(self) -> _Session:
         pubsub: Any = self.bus.redis.pubsub()
         session = _Session(pubsub)
+        assert self._send_lock is not None
         try:
             await pubsub.connect()
+            pubsub.connection.register_connect_callback(session.reconnected)
+            # Holding the lock: a channel added meanwhile is subscribed once this session is
+            # in place, by its own SUBSCRIBE.
+            async with self._send_lock:
+                lives = [ch.live for ch in self._channels.values()]
+                for ch in self._channels.values():
+                    session.sent[ch.name] = ch.expect = 1
+                if lives:
+                    await pubsub.subscribe(*lives)
+                self._session = session
         except BaseException:
+            session.alive = False
             await self._close_session(session)
             raise
-        pubsub.connection.register_connect_callback(session.reconnected)
-        assert self._send_lock is not None
-        async with self._send_lock:
-            lives = [ch.live for ch in self._channels.values()]
-            for ch in self._channels.values():
-                session.sent[ch.name] = ch.expect = 1
-            self._session = session
-            if lives:
-                await pubsub.subscribe(*lives)
         return session
 
     async def _close_session(self, session: _Session) -> None:

@@ -228,8 +228,9 @@ class _Streams:
 
         resp.content_type = "text/event-stream"
         resp.set_headers(_STREAM_HEADERS)
-        retry = f"retry: {_jittered(*self.app._retry)}\n".encode()
-        resp.stream = _stream(hub, sub, retry + sub.preamble, watcher, direct)
+        first = f"retry: {_jittered(*self.app._retry)}\n".encode() + sub.preamble
+        sub.preamble = b""  # a replay can be large: keep it only until it is sent
+        resp.stream = _stream(hub, sub, first, watcher, direct)
 
 
 async def _watch_disconnect(receive: Callable[[], Any], sub: Subscriber) -> None:
@@ -281,6 +282,7 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     try:
         yield first
+        del first
         # The headers and the first chunk are sent: from now on the hub may write directly.
         sub.write_directly(direct)
         next_chunk = sub.next_chunk
