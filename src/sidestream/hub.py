@@ -119,14 +119,14 @@ def parse_stream_cursor(text: str, channels: Sequence[str]) -> dict[str, str]:
     positions: dict[str, str] = {}
     for pair in text.split(","):
         name, _, event_id = pair.partition("=")
-        validate_cursor_channel(name, text)
+        _validate_cursor_channel(name, text)
         parse_cursor(event_id)
         if name in wanted:
             positions[name] = event_id
     return positions
 
 
-def validate_cursor_channel(name: str, text: str) -> None:
+def _validate_cursor_channel(name: str, text: str) -> None:
     try:
         validate_channel(name)
     except ValueError:
