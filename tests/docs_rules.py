@@ -28,7 +28,8 @@ def example_files(root: Path) -> list[Path]:
     return sorted(
         p
         for p in base.rglob("*")
-        if p.is_file() and not SKIPPED_DIRS.intersection(p.relative_to(base).parts)
+        if p.is_file()
+        and not SKIPPED_DIRS.intersection(p.relative_to(base).parts)
         and p.suffix not in {".pyc"}
     )
 
@@ -72,9 +73,7 @@ def unincluded_examples(root: Path) -> list[str]:
 
 def untested_examples(root: Path) -> list[str]:
     """Example files that no test names: every example runs in at least one test."""
-    tests_text = "\n".join(
-        p.read_text(encoding="utf-8") for p in (root / "tests").rglob("*.py")
-    )
+    tests_text = "\n".join(p.read_text(encoding="utf-8") for p in (root / "tests").rglob("*.py"))
     problems = []
     for p in example_files(root):
         rel = p.relative_to(root / "examples").as_posix()
@@ -84,6 +83,6 @@ def untested_examples(root: Path) -> list[str]:
 
 
 def only_includes(source: str) -> bool:
-    """True for a fenced block that is nothing but `--8<--` includes (pytest-examples can't run it)."""
+    """True for a block that is nothing but `--8<--` includes (pytest-examples can't run it)."""
     lines = [line for line in source.splitlines() if line.strip()]
     return bool(lines) and all(INCLUDE.match(line) for line in lines)

@@ -11,14 +11,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from pytest_examples import CodeExample, EvalExample, find_examples
-
 from docs_rules import (
     broken_includes,
     only_includes,
     unincluded_examples,
     untested_examples,
 )
+from pytest_examples import CodeExample, EvalExample, find_examples
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -26,7 +25,9 @@ BIN = Path(sys.executable).parent
 # Literal Python blocks in the pages and in the library's docstrings. Blocks that are only a
 # `--8<--` include are left out here: their file is tested by tests/examples/ instead.
 LITERAL_EXAMPLES = [
-    ex for ex in find_examples(str(ROOT / "docs"), str(ROOT / "src")) if not only_includes(ex.source)
+    ex
+    for ex in find_examples(str(ROOT / "docs"), str(ROOT / "src"))
+    if not only_includes(ex.source)
 ]
 
 
@@ -62,7 +63,9 @@ def make_broken_tree(root: Path) -> None:
     (root / "docs").mkdir()
     (root / "examples" / "chapter").mkdir(parents=True)
     (root / "tests").mkdir()
-    (root / "examples" / "chapter" / "shown.py").write_text("# --8<-- [start:a]\nx = 1\n# --8<-- [end:a]\n")
+    (root / "examples" / "chapter" / "shown.py").write_text(
+        "# --8<-- [start:a]\nx = 1\n# --8<-- [end:a]\n"
+    )
     (root / "examples" / "chapter" / "orphan.py").write_text("y = 2\n")
     (root / "docs" / "page.md").write_text(
         '```python\n--8<-- "examples/chapter/shown.py:a"\n```\n'
@@ -79,7 +82,9 @@ def test_rules_catch_a_broken_tree(tmp_path: Path) -> None:
         "docs/page.md includes examples/chapter/shown.py: no [end:missing] marker",
         "docs/page.md includes examples/chapter/gone.py: no such file",
     ]
-    assert unincluded_examples(tmp_path) == ["examples/chapter/orphan.py is not included by any page"]
+    assert unincluded_examples(tmp_path) == [
+        "examples/chapter/orphan.py is not included by any page"
+    ]
     assert untested_examples(tmp_path) == [
         "examples/chapter/orphan.py is not named by any test under tests/"
     ]
@@ -92,10 +97,23 @@ def test_only_includes_tells_include_blocks_from_code() -> None:
     assert not only_includes("")
 
 
-def run_mkdocs_build(site_dir: Path, config: Path = ROOT / "mkdocs.yml") -> subprocess.CompletedProcess[str]:
+def run_mkdocs_build(
+    site_dir: Path, config: Path = ROOT / "mkdocs.yml"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN / "mkdocs"), "build", "--strict", "--config-file", str(config), "--site-dir", str(site_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            str(BIN / "mkdocs"),
+            "build",
+            "--strict",
+            "--config-file",
+            str(config),
+            "--site-dir",
+            str(site_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -112,7 +130,9 @@ def copy_site(tmp_path: Path) -> tuple[Path, Path]:
     shutil.copytree(ROOT / "docs", docs)
     config = (ROOT / "mkdocs.yml").read_text()
     # Paths in the config are relative to its own folder: point them back at the repository.
-    config = config.replace("  - examples\n  - src\n", f"  - {ROOT / 'examples'}\n  - {ROOT / 'src'}\n")
+    config = config.replace(
+        "  - examples\n  - src\n", f"  - {ROOT / 'examples'}\n  - {ROOT / 'src'}\n"
+    )
     config_file = tmp_path / "mkdocs.yml"
     config_file.write_text(config + f"\ndocs_dir: {docs}\n")
     return docs, config_file
@@ -153,7 +173,9 @@ def test_netlify_config_builds_strictly_and_sends_security_headers() -> None:
     assert "mkdocs build --strict" in config["build"]["command"]
     assert config["build"]["publish"] == "site"
     assert config["build"]["environment"]["PYTHON_VERSION"]
-    headers = {k: v for rule in config["headers"] if rule["for"] == "/*" for k, v in rule["values"].items()}
+    headers = {
+        k: v for rule in config["headers"] if rule["for"] == "/*" for k, v in rule["values"].items()
+    }
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     assert headers["Referrer-Policy"]
@@ -166,7 +188,8 @@ def test_netlify_build_command_produces_the_site(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PIP_QUIET": "1"}
     workdir = tmp_path / "checkout"
     shutil.copytree(
-        ROOT, workdir,
+        ROOT,
+        workdir,
         ignore=shutil.ignore_patterns(
             ".venv", ".git", "site", "__pycache__", ".pytest_cache", ".hypothesis", "node_modules"
         ),
@@ -176,4 +199,3 @@ def test_netlify_build_command_produces_the_site(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, f"{shlex.quote(command)} failed:\n{result.stderr[-3000:]}"
     assert (workdir / "site" / "index.html").is_file()
-

@@ -1,7 +1,8 @@
 """Who may read which channels: the contract between the stream service and an authorizer.
 
 The service calls an authorizer once per stream, before anything is sent. It returns a
-[`Grant`][sidestream.access.Grant] or raises [`Unauthorized`][sidestream.errors.Unauthorized] (401) /
+[`Grant`][sidestream.access.Grant] or raises
+[`Unauthorized`][sidestream.errors.Unauthorized] (401) /
 [`Forbidden`][sidestream.errors.Forbidden] (403). `sidestream.tokens` provides one built on signed
 stream tokens; any callable with this signature works.
 """
