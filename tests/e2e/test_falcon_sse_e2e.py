@@ -349,7 +349,12 @@ async def test_chromium_runs_client_js_and_resumes_after_its_token_expires(
         received = await page.evaluate("window.received")
         stored = await page.evaluate("sessionStorage.getItem('sidestream:last-event-id')")
     texts = [json.loads(data)["text"] if kind == "message" else data for kind, data in received]
-    assert texts == ["one", "expired", "two", "three", "four"]
+    # Every event exactly once and in order, and the stream closed once for the expired token.
+    # Where "expired" falls depends on the clock: on a loaded machine the 2 s token can run out
+    # before "one" is published, and then "one" arrives by resume on the second stream.
+    assert [text for text in texts if text != "expired"] == ["one", "two", "three", "four"]
+    assert texts.count("expired") == 1
+    assert texts.index("expired") < texts.index("two")
     assert stored == last
     assert first < missed[0] < missed[1] < last
 
