@@ -1,0 +1,432 @@
+"""examples/deploy/: the production stack, run for real on loopback.
+
+- deploy/nginx.conf runs in Debian's nginx (see tests/deploy_stack.py for what is replaced) in
+  front of the stream service, the Flask API under gunicorn, or both;
+- deploy/sidestream-events@.service: systemd checks it, and its ExecStart runs two instances
+  for a rolling restart in which a client loses no event;
+- deploy/one_stream.js and the HTTP/1.1 six-connection limit run in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import flask
+import httpx
+import pytest
+import redis
+from deploy_stack import (
+    DEPLOY,
+    UNIT,
+    UNIT_UVICORN,
+    Instance,
+    connections_to,
+    run_instances,
+    run_proxy,
+)
+from proxy_servers import EXAMPLES_DIR
+
+from sidestream.bus import AsyncBus, Bus, connect, connect_async
+from sidestream.service import create_app
+from sidestream.sse import Event, EventStreamParser
+from sidestream.testing import serve_asgi, serve_gunicorn, serve_wsgi
+from sidestream.tokens import StreamTokens
+
+pytestmark = pytest.mark.slow
+
+HEARTBEAT = 10.0  # seconds: long, so that an event that came at all came because it was sent
+BOUND = 3.0  # seconds to wait for an event: well below the heartbeat
+NOWHERE = "127.0.0.1:9"  # an upstream a test does not use (nothing listens there)
+TOKEN_KEY = secrets.token_urlsafe(32)
+
+
+class Stream:
+    """One event stream over HTTP, read chunk by chunk."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.chunks = response.iter_raw()
+        self.parser = EventStreamParser()
+        self.raw = b""
+        self.events: list[Event] = []
+
+    def read_until(self, done: Callable[[], bool]) -> None:
+        while not done():
+            chunk = next(self.chunks)  # httpx.ReadTimeout when nothing comes in time
+            self.raw += chunk
+            self.events += self.parser.feed(chunk)
+
+    def follow(self) -> Iterator[Event]:
+        """Every event, from those already read on, until the server ends the stream."""
+        yield from self.events
+        for chunk in self.chunks:
+            self.raw += chunk
+            yield from self.parser.feed(chunk)
+
+    def read_preamble(self) -> None:
+        """The `retry:` and `id:` lines the service sends first: the stream is open."""
+        self.read_until(lambda: b"\n\n" in self.raw)
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.02)
+
+
+def open_stream(client: httpx.Client, url: str, **headers: str) -> Any:
+    return client.stream("GET", url, headers=headers)
+
+
+# ---------------------------------------------------------------------------------------------
+# nginx in front of the service: events pass at once
+
+
+@pytest.fixture
+def service(backend_url: str, key_prefix: str) -> Iterator[tuple[str, Bus]]:
+    """The stream service (uvicorn, in this process) and a bus to publish on the same Redis."""
+    app = create_app(AsyncBus(connect_async(backend_url), prefix=key_prefix), heartbeat=HEARTBEAT)
+    with serve_asgi(app) as base:
+        yield base.removeprefix("http://"), Bus(connect(backend_url), prefix=key_prefix)
+
+
+def test_nginx_passes_each_event_on_before_the_next_heartbeat(
+    service: tuple[str, Bus],
+) -> None:
+    address, bus = service
+    with run_proxy(NOWHERE, (address, address)) as proxy:
+        redirect = httpx.get(f"{proxy.http}/events?channel=news")
+        assert redirect.status_code == 301
+        assert redirect.headers["location"].startswith("https://")
+
+        with (
+            proxy.client(BOUND) as client,
+            open_stream(client, f"{proxy.https}/events?channel=news") as response,
+        ):
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "text/event-stream"
+            stream = Stream(response)
+            stream.read_preamble()
+            event_id = bus.publish("news", "hello")
+            stream.read_until(lambda: bool(stream.events))  # ReadTimeout after BOUND seconds
+        wait_until(lambda: "/events" in proxy.streams_log.read_text())  # when the request ends
+        log = proxy.streams_log.read_text()
+    assert stream.events == [Event("hello", id=event_id)]
+    assert b": ping" not in stream.raw  # no heartbeat came first: nothing was held back
+    assert '"GET /events" 200' in log and "channel=" not in log  # paths only: tokens stay out
+
+
+def test_with_buffering_on_nothing_arrives(key_prefix: str) -> None:
+    # The control: the same config with buffering on, and the service's X-Accel-Buffering
+    # header ignored, holds the whole response (even its headers) in nginx's buffer.
+    app = create_app(AsyncBus(connect_async("memory://"), prefix=key_prefix), heartbeat=HEARTBEAT)
+    bus = Bus(connect("memory://"), prefix=key_prefix)
+
+    def buffering_on(config: str) -> str:
+        return config.replace(
+            "proxy_buffering off;", "proxy_buffering on; proxy_ignore_headers X-Accel-Buffering;"
+        )
+
+    with (
+        serve_asgi(app) as service,
+        run_proxy(NOWHERE, (service[7:], service[7:]), edit=buffering_on) as proxy,
+        proxy.client(BOUND) as client,
+    ):
+        threading.Timer(0.5, bus.publish, ("news", "hello")).start()
+        with pytest.raises(httpx.ReadTimeout), open_stream(client, "/events?channel=news"):
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole site: gunicorn (the API) and the service behind one nginx, on real Redis
+
+
+@pytest.fixture
+def api(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[str]:
+    """examples/long_polling/blocking.py under gunicorn with long_polling/gunicorn.conf.py."""
+    (tmp_path / "under_test.py").write_text(
+        "from blocking import create_app\n"
+        "from sidestream.bus import Bus, connect\n"
+        f"app = create_app(Bus(connect({redis_url!r}), prefix={key_prefix!r}))\n"
+    )
+    chapter = EXAMPLES_DIR / "long_polling"
+    with serve_gunicorn(
+        "under_test:app",
+        "-c",
+        str(chapter / "gunicorn.conf.py"),
+        cwd=tmp_path,
+        env={"PYTHONPATH": f"{chapter}:{tmp_path}", "WEB_CONCURRENCY": "1", "THREADS": "4"},
+        ready_path="/health",
+    ) as base:
+        yield base.removeprefix("http://")
+
+
+@pytest.mark.redis
+def test_the_api_and_the_service_share_one_origin(
+    api: str, redis_url: str, key_prefix: str
+) -> None:
+    app = create_app(AsyncBus(connect_async(redis_url), prefix=key_prefix), heartbeat=HEARTBEAT)
+    with (
+        serve_asgi(app) as service,
+        run_proxy(api, (service.removeprefix("http://"),) * 2) as proxy,
+        proxy.client(25) as client,
+        open_stream(client, "/events?channel=notifications") as response,
+    ):
+        stream = Stream(response)
+        stream.read_preamble()
+        cursor = client.get("/notifications/poll").json()["last_id"]
+        poll: dict[str, Any] = {}
+        waiter = threading.Thread(
+            target=lambda: poll.update(
+                client.get(f"/notifications/poll?last_id={cursor}&timeout=20").json()
+            )
+        )
+        waiter.start()
+        posted = client.post("/notifications", json={"data": "hello"})  # the API publishes
+        assert posted.status_code == 201
+        stream.read_until(lambda: bool(stream.events))
+        waiter.join(timeout=25)
+    event_id = posted.json()["id"]
+    assert stream.events == [Event("hello", id=event_id)]  # through nginx from the service
+    assert poll["events"] == [{"id": event_id, "event": None, "data": "hello"}]  # the long poll
+
+
+# ---------------------------------------------------------------------------------------------
+# The systemd unit, and a rolling restart with no lost event
+
+
+def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    # An instance name as systemctl would give it, and a uvicorn that exists on this machine.
+    unit = tmp_path / "sidestream-events@8001.service"
+    uvicorn = Path(sys.executable).parent / "uvicorn"
+    unit.write_text(UNIT.read_text().replace(UNIT_UVICORN, str(uvicorn)))
+    checked = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (checked.returncode, checked.stderr) == (0, "")
+
+
+@pytest.fixture
+def channel(redis_url: str) -> Iterator[str]:
+    """A fresh channel under the service's default prefix (the unit runs the default app)."""
+    name = f"deploy-{uuid.uuid4().hex[:12]}"
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    client.delete(Bus(client).stream_key(name))
+    client.close()
+
+
+def holder(instances: list[Instance]) -> Instance:
+    """The instance nginx sends the (only) open stream to."""
+    holding = [i for i in instances if connections_to(i.port) == 1]
+    assert len(holding) == 1, [connections_to(i.port) for i in instances]
+    return holding[0]
+
+
+@pytest.mark.redis
+def test_a_rolling_restart_loses_no_event(redis_url: str, channel: str) -> None:
+    env = {"REDIS_URL": redis_url, "SIDESTREAM_TOKEN_KEY": TOKEN_KEY}
+    token = StreamTokens(TOKEN_KEY).issue("tester", subscribe=[channel], lifetime=300)
+    published: list[str] = []
+    publishing = threading.Event()
+
+    def publish_continuously() -> None:
+        bus = Bus(connect(redis_url))
+        n = 0
+        while publishing.is_set():
+            published.append(bus.publish(channel, str(n)))
+            n += 1
+            time.sleep(0.02)
+
+    publisher = threading.Thread(target=publish_continuously)
+    received: list[Event] = []
+    closes: list[str] = []
+    served_by: list[Instance] = []
+    last_id, drained = "", None
+    with (
+        run_instances(2, env) as instances,
+        run_proxy(NOWHERE, (instances[0].address, instances[1].address)) as proxy,
+        proxy.client(10) as client,
+    ):
+        url = f"{proxy.https}/events?channel={channel}&token={token}"
+        while len(served_by) < 3:
+            headers = {"Last-Event-ID": last_id} if last_id else {}
+            with open_stream(client, url, **headers) as response:
+                assert response.status_code == 200, response.read()
+                stream = Stream(response)
+                stream.read_preamble()
+                served_by.append(holder(instances))
+                if not publisher.is_alive() and not published:
+                    publishing.set()
+                    publisher.start()
+                for event in stream.follow():
+                    if event.event == "close":
+                        closes.append(json.loads(event.data)["reason"])
+                        continue
+                    received.append(event)
+                    if drained is None and len(received) >= 10:
+                        drained = served_by[0]
+                        drained.terminate()  # `systemctl stop` with KillMode=mixed
+                    if len(served_by) == 2 and publishing.is_set() and len(received) >= 40:
+                        publishing.clear()
+                        publisher.join()
+                    if not publishing.is_set() and received[-1].id == published[-1]:
+                        break
+                else:  # the server ended the stream: reconnect as EventSource does
+                    last_id = stream.parser.last_event_id
+                    assert stream.parser.retry is not None
+                    time.sleep(stream.parser.retry / 1000)
+                    continue
+                break
+        assert drained is not None
+        # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
+        assert drained.process.wait(timeout=20) in (0, -signal.SIGTERM)
+        drained_log = drained.output()
+    assert [event.id for event in received] == published  # every id exactly once, in order
+    assert [event.data for event in received] == [str(n) for n in range(len(published))]
+    assert closes == ["shutdown"]  # the drained instance said why, with a retry: hint
+    assert len(served_by) == 2 and served_by[1] is not served_by[0]  # resumed on the other one
+    assert "graceful shutdown exceeded" not in drained_log  # drained, not cut off
+
+
+# ---------------------------------------------------------------------------------------------
+# Browsers: six connections per origin over HTTP/1.1, one stream per tab, HTTP/2
+
+
+@pytest.fixture
+def site(key_prefix: str) -> Iterator[tuple[str, str, Bus]]:
+    """A page (the API stand-in) and the service on fakeredis; `host:port` of each and a bus."""
+    page = flask.Flask("page")
+    page.get("/")(lambda: "<!doctype html><title>sidestream</title><ul id=events></ul>")
+    app = create_app(AsyncBus(connect_async("memory://"), prefix=key_prefix), heartbeat=HEARTBEAT)
+    with serve_wsgi(page) as page_base, serve_asgi(app) as service_base:
+        yield (
+            page_base.removeprefix("http://"),
+            service_base.removeprefix("http://"),
+            Bus(connect("memory://"), prefix=key_prefix),
+        )
+
+
+OPEN_ONE = """(channel) => {
+  window.got = [];
+  window.source = new EventSource(`/events?channel=${channel}`);
+  window.source.onmessage = (event) => window.got.push(event.data);
+}"""
+
+
+async def open_tabs(browser: Any, origin: str, count: int) -> tuple[Any, list[Any]]:
+    context = await browser.new_context(ignore_https_errors=True)
+    tabs = []
+    for _ in range(count):
+        tab = await context.new_page()
+        await tab.goto(f"{origin}/")
+        tabs.append(tab)
+    return context, tabs
+
+
+async def ready_state(tab: Any) -> int:
+    return int(await tab.evaluate("window.source.readyState"))
+
+
+async def test_http1_the_seventh_tab_waits_for_a_connection(
+    browser: Any, site: tuple[str, str, Bus]
+) -> None:
+    page, service, bus = site
+    with run_proxy(page, (service, service), http2=False) as proxy:
+        context, tabs = await open_tabs(browser, proxy.https, 7)
+        assert (
+            await tabs[0].evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol")
+            == "http/1.1"
+        )
+        for number, tab in enumerate(tabs[:6]):
+            await tab.evaluate(OPEN_ONE, f"tab{number}")
+            await tab.wait_for_function("window.source.readyState === EventSource.OPEN")
+        # The seventh tab asks for a page, then opens its stream.
+        await tabs[6].evaluate("() => { fetch('/').then(() => { window.fetched = true; }); }")
+        await tabs[6].evaluate(OPEN_ONE, "tab6")
+        for number in range(7):
+            bus.publish(f"tab{number}", f"for tab {number}")
+        for tab in tabs[:6]:
+            await tab.wait_for_function("window.got.length === 1")
+        await asyncio.sleep(1)
+        assert await ready_state(tabs[6]) == 0  # CONNECTING: queued behind the six streams
+        assert await tabs[6].evaluate("window.got") == []
+        assert await tabs[6].evaluate("window.fetched === undefined")  # so is an ordinary request
+
+        await tabs[0].close()  # one tab closes: its connection serves the seventh tab
+        await tabs[6].wait_for_function("window.fetched === true")
+        await tabs[6].wait_for_function("window.source.readyState === EventSource.OPEN")
+        bus.publish("tab6", "now")
+        await tabs[6].wait_for_function("window.got.length === 1")
+        assert await tabs[6].evaluate("window.got") == ["now"]
+        await context.close()
+
+
+async def test_http1_one_stream_carries_every_channel_of_a_page(
+    browser: Any, site: tuple[str, str, Bus]
+) -> None:
+    page, service, bus = site
+    channels = [f"ch{number}" for number in range(8)]
+    with run_proxy(page, (service, service), http2=False) as proxy:
+        context, (tab,) = await open_tabs(browser, proxy.https, 1)
+        await tab.add_script_tag(content=(DEPLOY / "one_stream.js").read_text())
+        await tab.evaluate(
+            """(channels) => {
+              window.got = [];
+              const handlers = {};
+              for (const name of channels) handlers[name] = (data) => window.got.push(data);
+              window.source = openOneStream(channels, handlers);
+              window.source.addEventListener(
+                channels.at(-1), (event) => { window.lastId = event.lastEventId; });
+            }""",
+            channels,
+        )
+        await tab.wait_for_function("window.source.readyState === EventSource.OPEN")
+        for name in channels:  # each channel's events under their own type
+            bus.publish(name, json.dumps({"from": name}), event=name)
+        await tab.wait_for_function(f"window.got.length === {len(channels)}")
+        assert await tab.evaluate("window.got") == [{"from": name} for name in channels]
+        # The last id holds a position in every channel: a reconnect resumes them all.
+        last_id = await tab.evaluate("window.lastId")
+        assert [pair.split("=")[0] for pair in last_id.split(",")] == channels
+        await context.close()
+
+
+async def test_http2_every_tab_streams_over_one_connection(
+    browser: Any, site: tuple[str, str, Bus]
+) -> None:
+    page, service, bus = site
+    with run_proxy(page, (service, service)) as proxy:
+        context, tabs = await open_tabs(browser, proxy.https, 10)
+        assert (
+            await tabs[0].evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol")
+            == "h2"
+        )
+        for number, tab in enumerate(tabs):
+            await tab.evaluate(OPEN_ONE, f"tab{number}")
+        for tab in tabs:
+            await tab.wait_for_function("window.source.readyState === EventSource.OPEN")
+        for number in range(len(tabs)):
+            bus.publish(f"tab{number}", f"for tab {number}")
+        for number, tab in enumerate(tabs):
+            await tab.wait_for_function("window.got.length === 1")
+            assert await tab.evaluate("window.got") == [f"for tab {number}"]
+        await context.close()
