@@ -87,9 +87,83 @@ def sse_encode(data: dict[str, Any]) -> str:
     )
 
 
+def redis_shard(data: dict[str, Any]) -> str:
+    return _table(
+        ["case", "subscribers", "commands per round trip", "per Redis CPU-second (median)"],
+        [
+            [
+                f"`{case['command']}` ({name})",
+                case["subscribers"],
+                case["pipeline"],
+                _int(case["per_server_cpu_s_median"]),
+            ]
+            for name, case in data["cases"].items()
+        ],
+    )
+
+
+def channels(data: dict[str, Any]) -> str:
+    run = data["run"]
+    header = ["channels, one stream each", "events", "lost", "p50 / p99 (ms)", "events per CPU-s"]
+    latency = f"{run['p50_ms']:,} / {run['p99_ms']:,}"
+    cells = [run["channels"], run["events"], run["lost"]]
+    return _table(header, [[*map(_int, cells), latency, _int(run["events_per_cpu_s"])]])
+
+
+def _bytes(value: float) -> str:
+    return f"{value / 1e9:,.1f} GB" if value >= 1e9 else f"{value / 1e6:,.1f} MB"
+
+
+def capacity(data: dict[str, Any]) -> str:
+    service, redis, budget = data["service_process"], data["redis_shard"], data["assumptions"]
+    share = f"{budget['cpu_budget']:.0%} of a core"
+    gib = f"{budget['memory_per_process_bytes'] / 2**30:g} GiB"
+    units = _table(
+        ["", "figure"],
+        [
+            ["Service process: CPU per event read from Redis", f"{service['cpu_us_per_event']} µs"],
+            ["Service process: CPU per event written to a stream",
+             f"{service['cpu_us_per_delivery']} µs"],
+            [f"Service process at {share}: deliveries/s on shared channels",
+             _int(service["deliveries_per_s_shared"])],
+            [f"Service process at {share}: events/s, one stream per channel",
+             _int(service["events_per_s_unshared"])],
+            [f"Service process: idle streams in {gib}", _int(service["streams_by_memory"])],
+            [f"Redis shard at {share}: publishes/s, one per round trip",
+             _int(redis["publishes_per_s"])],
+            [f"Redis shard at {share}: publishes/s, pipelined",
+             _int(redis["publishes_per_s_pipelined"])],
+            [f"Redis shard: memory per retained event ({redis['event_bytes']} B of data)",
+             f"{redis['bytes_per_retained_event']} B"],
+        ],
+    )  # fmt: skip
+    rows: list[tuple[str, Callable[[dict[str, Any]], object]]] = [
+        ("streams", lambda w: _int(w["streams"])),
+        ("channels", lambda w: _int(w["channels"])),
+        ("events/s per channel", lambda w: f"{w['events_per_s_per_channel']:g}"),
+        ("publishes/s", lambda w: _int(w["publishes_per_s"])),
+        ("deliveries/s", lambda w: _int(w["deliveries_per_s"])),
+        ("service processes for the CPU", lambda w: w["service_processes_by_cpu"]),
+        ("service processes for the memory", lambda w: w["service_processes_by_memory"]),
+        ("Redis shards for the publishes", lambda w: w["redis_shards_by_cpu"]),
+        (
+            "Stream history when every channel is full",
+            lambda w: _bytes(w["history_bytes_when_full"]),
+        ),
+    ]
+    workloads = _table(
+        ["workload", *(w["name"] for w in data["workloads"])],
+        [[label, *(cell(w) for w in data["workloads"])] for label, cell in rows],
+    )
+    return f"{units}\n\n{workloads}"
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "capacity": capacity,
+    "channels": channels,
     "fanout": fanout,
     "longpoll": longpoll,
+    "redis_shard": redis_shard,
     "sse_encode": sse_encode,
 }
 
