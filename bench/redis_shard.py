@@ -42,29 +42,17 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from fanout import cpu_seconds, free_port
 
 from sidestream.bus import _PUBLISH_LUA, Bus  # the exact script Bus.publish runs
 
 RESULTS = Path(__file__).resolve().parent / "results" / "redis_shard.json"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CONNECTIONS = 8  # redis-benchmark's client connections (publishers)
 TARGET_CPU_S = (
     1.5  # size each run to about this much server CPU (the clock ticks 100 times a second)
 )
 DATA = json.dumps({"type": "order.updated", "id": 123456, "status": "shipped", "note": "x" * 120})
 MAXLEN = 1000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 @contextlib.contextmanager
