@@ -383,6 +383,9 @@ async def test_metrics_count_exactly(bus: AsyncBus) -> None:
                 "sidestream_redis_reconnects_total": 0,
                 "sidestream_replayed_events_total": 0,
                 "sidestream_redis_connected": 1,
+                "sidestream_open_websockets": 0,
+                "sidestream_websocket_messages_published_total": 0,
+                "sidestream_websocket_messages_refused_total": 0,
             }
         health = await conductor.simulate_get("/healthz")
         assert health.json == {"status": "ok", "redis": "up", "open_streams": 0}

@@ -22,10 +22,17 @@ class Grant:
         subject: who the stream belongs to (for logs and metrics), if known.
         expires_at: Unix time after which the stream must close (the client reconnects with a
             fresh token and resumes by id); ``None`` for no expiry.
+        publish: Channels a WebSocket client may publish to (``"*"`` for every channel); empty
+            for read-only, the default. `sidestream.tokens` fills it from ``mercure.publish``.
     """
 
     subject: str | None = None
     expires_at: float | None = None
+    publish: tuple[str, ...] = ()
+
+    def may_publish(self, channel: str) -> bool:
+        """True when `channel` is in `publish` by exact name, or `publish` holds ``"*"``."""
+        return channel in self.publish or "*" in self.publish
 
 
 # (request, channels) -> Grant. The request is the framework's request object (falcon.asgi.Request

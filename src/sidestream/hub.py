@@ -69,6 +69,7 @@ __all__ = [
     "HubStats",
     "Subscriber",
     "close_event",
+    "event_frame",
     "format_cursor",
     "parse_stream_cursor",
 ]
@@ -91,6 +92,29 @@ def close_event(reason: str, retry: int | None = None) -> bytes:
     `Last-Event-ID` stays the last event it really received.
     """
     return encode(Event(json.dumps({"reason": reason}), event="close", retry=retry))
+
+
+def event_frame(channel: str, event: Event) -> str:
+    """An event as one WebSocket text frame: `{"type": "event", "channel", "id", "event", "data"}`.
+
+    `id` is the event's stream id (`null` for a live-only event), `event` its type (`null` for
+    the default). The hub computes it once per event per channel and shares the `str`.
+    """
+    return json.dumps(
+        {
+            "type": "event",
+            "channel": channel,
+            "id": event.id,
+            "event": event.event,
+            "data": event.data,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _reset_event(channel: str, gap: HistoryGap) -> Event:
+    data = json.dumps({"channel": channel, "latest_id": gap.latest_id, "reason": "history-gap"})
+    return Event(data, event="reset", id=gap.latest_id)
 
 
 def parse_stream_cursor(text: str, channels: Sequence[str]) -> dict[str, str]:
@@ -146,7 +170,7 @@ def format_cursor(channels: Sequence[str], positions: dict[str, str]) -> str:
 class _Item:
     """One event of one channel, encoded once and shared by every subscriber's queue."""
 
-    __slots__ = ("_body", "channel", "event", "id", "key", "wire")
+    __slots__ = ("_body", "_frame", "channel", "event", "id", "key", "wire")
 
     def __init__(self, channel: str, event: Event, key: Key | None) -> None:
         self.channel = channel
@@ -155,6 +179,14 @@ class _Item:
         self.key = key
         self.wire = encode(event)  # with its own id: what a one-channel stream sends
         self._body: bytes | None = None
+        self._frame: str | None = None
+
+    @property
+    def frame(self) -> str:
+        """The event as a WebSocket text frame, made for the first socket that needs it."""
+        if self._frame is None:
+            self._frame = event_frame(self.channel, self.event)
+        return self._frame
 
     @property
     def body(self) -> bytes:
@@ -218,6 +250,11 @@ class Subscriber:
         channels: The channels this subscriber reads, in the order asked.
         preamble: The bytes to send first: the `id:` of the client's position (so a client that
             reconnects before any event arrives still resumes from here) and replayed events.
+        replay: For a subscriber made with `frames=True` (a WebSocket): the replayed events as
+            text frames, to send before those of
+            [`next_frames`][sidestream.hub.Subscriber.next_frames].
+        closed: `None` while open; then why it was closed: `"slow-consumer"`, `"expired"`,
+            `"shutdown"`, `"gone"` (the client left), `"closed"` or `"finished"`.
         abort: Called if the subscriber was closed but its writer has not finished
             `cutoff_grace` seconds later (a client that stopped reading): the service sets it to
             something that drops the connection.
@@ -243,6 +280,7 @@ class Subscriber:
         "finished",
         "gone",
         "preamble",
+        "replay",
         "timer",
     )
 
@@ -261,6 +299,7 @@ class Subscriber:
         self.closed: str | None = None
         self.finished = False
         self.preamble = b""
+        self.replay: tuple[str, ...] = ()
         self.abort: Callable[[], None] | None = None
         self.gone: Callable[[], bool] | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -271,6 +310,12 @@ class Subscriber:
         if self._positions is not None:
             return format_cursor(self.channels, self._positions)
         return self._cursor
+
+    @property
+    def start(self) -> dict[str, str]:
+        """A `frames=True` subscriber's position in each channel when it joined (after the
+        replay): what a WebSocket client resumes from if no event arrives before it reconnects."""
+        return dict(self._positions or {})
 
     def write_directly(self, write: Callable[[bytes], bool] | None) -> None:
         """Let the hub hand events straight to the connection while the writer is parked.
@@ -312,11 +357,17 @@ class Subscriber:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def close(self, final: bytes = b"", *, drop_queue: bool = False) -> None:
-        """End the stream: after what is queued (unless `drop_queue`), send `final`, then stop."""
+    def close(
+        self, final: bytes = b"", *, drop_queue: bool = False, reason: str = "closed"
+    ) -> None:
+        """End the stream: after what is queued (unless `drop_queue`), send `final`, then stop.
+
+        `reason` becomes [`closed`][sidestream.hub.Subscriber] (a WebSocket maps it to its close
+        code).
+        """
         if self.closed is not None:
             return
-        self.closed = "closed"
+        self.closed = reason
         self._direct = None
         if drop_queue:
             self._queue = []
@@ -355,6 +406,46 @@ class Subscriber:
             if self.closed is not None:
                 final, self._final = self._final, b""
                 return final
+            waiter = self._waiter = self._hub._loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    async def next_frames(self) -> list[str]:
+        """The WebSocket counterpart of [`next_chunk`][sidestream.hub.Subscriber.next_chunk]:
+        the next events as text frames ([`event_frame`][sidestream.hub.event_frame]), each
+        made once per event and shared by every socket; `[]` when the socket must close
+        ([`closed`][sidestream.hub.Subscriber] says why).
+
+        Heartbeats are not returned: the server's WebSocket pings keep an idle socket alive.
+        """
+        while True:
+            queue = self._queue
+            if queue:
+                self._queue = []
+                skip = self._skip
+                if skip is None:
+                    self._hub.delivered += len(queue)
+                    return [item.frame for item in queue]
+                frames: list[str] = []
+                for item in queue:
+                    until = skip.get(item.channel) if item.key is not None else None
+                    if until is not None:
+                        assert item.key is not None
+                        if item.key <= until:
+                            continue  # already sent by the replay
+                        del skip[item.channel]
+                    frames.append(item.frame)
+                if not skip:
+                    self._skip = None
+                self._hub.delivered += len(frames)
+                if frames:
+                    return frames
+                continue
+            self._ping = False
+            if self.closed is not None:
+                return []
             waiter = self._waiter = self._hub._loop().create_future()
             try:
                 await waiter
@@ -538,7 +629,7 @@ class Hub:
         """
         self.draining = True
         for sub in list(self._subscribers):
-            sub.close(final() if callable(final) else final)
+            sub.close(final() if callable(final) else final, reason="shutdown")
             self._schedule_abort(sub)
 
     async def drain(self, final: bytes | Callable[[], bytes], timeout: float) -> int:
@@ -593,7 +684,9 @@ class Hub:
             connected=self._session is not None and self._session.alive,
         )
 
-    async def subscribe(self, channels: Iterable[str], *, cursor: str | None = None) -> Subscriber:
+    async def subscribe(
+        self, channels: Iterable[str], *, cursor: str | None = None, frames: bool = False
+    ) -> Subscriber:
         """Register a subscriber for `channels`, resuming after `cursor` if given.
 
         Live events are queued for it from the moment it is registered; events after `cursor`
@@ -606,6 +699,9 @@ class Hub:
             cursor: The client's `Last-Event-ID` (see
                 [`parse_stream_cursor`][sidestream.hub.parse_stream_cursor]), or `None` to start
                 from now.
+            frames: For a WebSocket: replayed events go to
+                [`replay`][sidestream.hub.Subscriber] as text frames (read the rest with
+                [`next_frames`][sidestream.hub.Subscriber.next_frames]), not to `preamble`.
 
         Raises:
             InvalidChannel: a bad channel name.
@@ -639,7 +735,7 @@ class Hub:
             start[ch.name] = ch.last_id
         self._subscribers.add(sub)
         try:
-            await self._catch_up(sub, start, positions)
+            await self._catch_up(sub, start, positions, frames)
         except (RedisError, OSError) as exc:
             self.finish(sub)
             raise Unavailable(f"Redis failed while replaying history ({exc}); try again") from exc
@@ -662,13 +758,13 @@ class Hub:
         sub._queue = []
         sub._wake()
 
-    def expire_at(self, sub: Subscriber, when: float, final: bytes) -> None:
+    def expire_at(self, sub: Subscriber, when: float, final: bytes = b"") -> None:
         """Close `sub` with `final` at loop time `when` (an authorizer's expiry)."""
         loop = self._loop()
 
         def expire() -> None:
             sub.timer = None
-            sub.close(final)
+            sub.close(final, reason="expired")
             self._schedule_abort(sub)
 
         if sub.timer is not None:
@@ -692,7 +788,7 @@ class Hub:
             ",".join(sub.channels),
             self.queue_size,
         )
-        sub.close(close_event("slow-consumer"), drop_queue=True)
+        sub.close(close_event("slow-consumer"), drop_queue=True, reason="slow-consumer")
         self._schedule_abort(sub)
 
     def _leave_channels(self, sub: Subscriber) -> None:
@@ -765,13 +861,14 @@ class Hub:
                 session.alive = False
 
     async def _catch_up(
-        self, sub: Subscriber, start: dict[str, str], positions: dict[str, str]
+        self, sub: Subscriber, start: dict[str, str], positions: dict[str, str], frames: bool
     ) -> None:
         names = sub.channels
         current = {name: positions.get(name, start[name]) for name in names}
         multi = len(names) > 1
         head = f"id: {format_cursor(names, current)}\n\n".encode()
         replayed: list[bytes] = []
+        replayed_frames: list[str] = []
         skip: dict[str, Key] = {}
         for name, after in positions.items():
             after_key = parse_cursor(after)
@@ -783,16 +880,27 @@ class Hub:
             except HistoryGap as gap:
                 current[name] = gap.latest_id
                 skip[name] = parse_cursor(gap.latest_id)
-                replayed.append(self._reset(name, gap, names, current))
+                if frames:
+                    replayed_frames.append(event_frame(name, _reset_event(name, gap)))
+                else:
+                    replayed.append(self._reset(name, gap, names, current))
                 continue
             for event in events:
                 assert event.id is not None
                 current[name] = event.id
+                if frames:
+                    replayed_frames.append(event_frame(name, event))
+                    continue
                 if multi:
                     event = Event(event.data, event.event, format_cursor(names, current))
                 replayed.append(encode(event))
             skip[name] = parse_cursor(current[name])
         sub._skip = skip or None
+        if frames:
+            sub._positions = current  # where each channel starts (a WebSocket's "ready" frame)
+            sub.replay = tuple(replayed_frames)
+            self.delivered += len(replayed_frames)
+            return
         if multi:
             sub._positions = current
         else:
@@ -832,6 +940,10 @@ class Hub:
                 attempt = 0
                 await self._read(session)
             except (RedisError, OSError, TimeoutError) as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # redis-py may turn a cancellation into a TimeoutError: stop all the same.
+                    raise asyncio.CancelledError from exc
                 log.warning("Redis pub/sub connection lost: %s", exc)
             finally:
                 if session is not None:
@@ -880,6 +992,7 @@ class Hub:
     async def _read(self, session: _Session) -> None:
         loop = self._loop()
         pubsub = session.pubsub
+        task = asyncio.current_task()
         last_heard = loop.time()
         pinged = False
         handled = 0
@@ -889,6 +1002,8 @@ class Hub:
                 return
             now = loop.time()
             if message is None:
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError  # get_message swallowed it while waiting
                 if now - last_heard >= self.ping_interval:
                     if pinged:
                         raise TimeoutError(f"no answer to PING in {self.ping_interval:g}s")
@@ -932,12 +1047,7 @@ class Hub:
         try:
             events = await self._history(ch.name, ch.last_id)
         except HistoryGap as gap:
-            data = json.dumps(
-                {"channel": ch.name, "latest_id": gap.latest_id, "reason": "history-gap"}
-            )
-            item = _Item(
-                ch.name, Event(data, event="reset", id=gap.latest_id), parse_cursor(gap.latest_id)
-            )
+            item = _Item(ch.name, _reset_event(ch.name, gap), parse_cursor(gap.latest_id))
             self._dispatch(ch, item)
             return
         self.replayed += len(events)
@@ -976,7 +1086,7 @@ class Hub:
             for sub in list(self._subscribers):
                 if sub.closed is None:
                     if sub.gone is not None and sub.gone():
-                        sub.close(drop_queue=True)
+                        sub.close(drop_queue=True, reason="gone")
                         continue
                     sub._ping = True
                     sub._wake()

@@ -45,6 +45,7 @@ from sidestream.errors import (
     Unavailable,
 )
 from sidestream.hub import Hub, Subscriber, close_event, parse_stream_cursor
+from sidestream.websocket import PublishHook, Sockets
 
 __all__ = ["CURSOR_PARAM", "StreamApp", "create_app"]
 
@@ -70,6 +71,7 @@ class StreamApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     """
 
     hub: Hub
+    sockets: Sockets | None
     drain_timeout: float
     _retry: tuple[int, int]
 
@@ -78,7 +80,7 @@ class StreamApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     ) -> None:
         # A stream needs its ASGI `receive` (to notice a disconnect, and to drop a connection
         # whose client stopped reading), and a request this app cancelled itself ends quietly.
-        if scope["type"] == "http":
+        if scope["type"] != "lifespan":
             scope["sidestream.receive"] = receive
             scope["sidestream.send"] = send
         try:
@@ -320,6 +322,11 @@ _METRICS = (
     ("replayed_events_total", "counter", "Events replayed from Streams after a reconnect."),
     ("redis_connected", "gauge", "1 while the Redis pub/sub connection is up."),
 )
+_WEBSOCKET_METRICS = (
+    ("open_websockets", "gauge", "WebSockets open in this process (also in open_streams)."),
+    ("websocket_messages_published_total", "counter", "Client messages published."),
+    ("websocket_messages_refused_total", "counter", "Client messages refused or oversize."),
+)
 
 
 class _Metrics:
@@ -337,8 +344,15 @@ class _Metrics:
             "replayed_events_total": stats.replayed,
             "redis_connected": int(stats.connected),
         }
+        metrics: tuple[tuple[str, str, str], ...] = _METRICS
+        sockets = self.app.sockets
+        if sockets is not None:
+            metrics += _WEBSOCKET_METRICS
+            values["open_websockets"] = sockets.open
+            values["websocket_messages_published_total"] = sockets.published
+            values["websocket_messages_refused_total"] = sockets.refused
         lines = []
-        for name, kind, help_text in _METRICS:
+        for name, kind, help_text in metrics:
             lines += [
                 f"# HELP sidestream_{name} {help_text}",
                 f"# TYPE sidestream_{name} {kind}",
@@ -416,6 +430,11 @@ def create_app(
     drain_timeout: float = 5.0,
     drain_on_signal: bool = True,
     path: str = "/events",
+    websocket_path: str | None = "/ws",
+    max_message_bytes: int = 65536,
+    on_publish: PublishHook | None = None,
+    publish_timeout: float = 5.0,
+    publish_concurrency: int = 8,
 ) -> StreamApp:
     """The stream service as a Falcon ASGI app.
 
@@ -443,6 +462,17 @@ def create_app(
         drain_timeout: Seconds streams get to finish on shutdown before they are dropped.
         drain_on_signal: Start draining on SIGTERM/SIGINT (see `_drain_on_signals`).
         path: Where the stream route lives.
+        websocket_path: Where the WebSocket route lives ([`sidestream.websocket`][]), or `None`
+            for no WebSocket route. Same channels, authorizer, limits and drain as `path`.
+        max_message_bytes: Largest client message (a text frame, UTF-8); a larger one closes
+            the socket with 1009.
+        on_publish: Sees each client message a grant allows before it is published; may
+            change it (stamp the sender) or refuse it
+            ([`PublishHook`][sidestream.websocket.PublishHook]).
+        publish_timeout: Seconds a client message may take to reach Redis before the client
+            gets an `unavailable` error frame.
+        publish_concurrency: Client messages published at once, process-wide (each holds a
+            pooled Redis connection); more wait their turn.
 
     Raises:
         InvalidArgument: a setting is out of range, or `*` in `cors_origins`.
@@ -475,7 +505,21 @@ def create_app(
     app.drain_timeout = drain_timeout
     app._retry = (retry, retry_jitter)
     app.add_middleware(_Lifespan(app, drain_on_signal))
-    app.add_route(path, _Streams(app, authorize, max_streams, max_channels, retry_after))
+    streams = _Streams(app, authorize, max_streams, max_channels, retry_after)
+    app.add_route(path, streams)
+    app.sockets = None
+    if websocket_path is not None:
+        app.sockets = Sockets(
+            app,
+            streams,
+            authorize,
+            origins=origins,
+            max_message_bytes=max_message_bytes,
+            on_publish=on_publish,
+            publish_timeout=publish_timeout,
+            publish_concurrency=publish_concurrency,
+        )
+        app.sockets.install(websocket_path)
     app.add_route("/healthz", _Health(app))
     app.add_route("/metrics", _Metrics(app))
     return app

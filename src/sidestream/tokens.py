@@ -376,7 +376,8 @@ def authorizer(
     [`token_from_request`][sidestream.tokens.token_from_request]), verifies it and requires every
     requested channel to be granted. The returned Grant carries the token's `exp`, so the service
     closes the stream when the token expires; the client reconnects with a fresh token and resumes
-    from its last event id.
+    from its last event id. It also carries the token's `mercure.publish` list: the channels a
+    WebSocket client may publish to (exact names, or `*`).
 
     Raises (from the returned coroutine):
         InvalidToken: 401, for anything wrong with the token itself.
@@ -389,6 +390,6 @@ def authorizer(
         if refused:
             who = claims.subject or "this token"
             raise Forbidden(f"{who} may not read {', '.join(refused)}")
-        return Grant(subject=claims.subject, expires_at=claims.expires_at)
+        return Grant(subject=claims.subject, expires_at=claims.expires_at, publish=claims.publish)
 
     return authorize
