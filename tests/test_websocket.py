@@ -8,9 +8,10 @@ that cannot take its frames is simulated by a `send` that does not return.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import falcon
@@ -527,3 +528,78 @@ async def test_metrics_count_sockets_and_messages(bus: AsyncBus) -> None:
 def test_no_websocket_route_when_the_path_is_none(bus: AsyncBus) -> None:
     app = create_app(bus, websocket_path=None, drain_on_signal=False)
     assert app.sockets is None
+
+
+# -- over real sockets (uvicorn on loopback) ---------------------------------------------------
+
+
+@pytest.fixture
+def served(backend_url: str, key_prefix: str) -> Any:
+    """Serve make_app with uvicorn in a thread; the app gets a Redis client of its own."""
+    from sidestream.testing import serve_asgi
+
+    @contextlib.contextmanager
+    def serve(**uvicorn_options: Any) -> Iterator[tuple[StreamApp, str]]:
+        app = make_app(AsyncBus(connect_async(backend_url), prefix=key_prefix))
+        with serve_asgi(app, **uvicorn_options) as base:
+            yield app, base.replace("http://", "ws://") + "/ws"
+
+    return serve
+
+
+async def test_over_uvicorn_a_refusal_is_an_http_status_with_a_json_body(served: Any) -> None:
+    from websockets.asyncio.client import connect as ws_connect
+    from websockets.exceptions import InvalidStatus
+
+    with served() as (_, url):
+        with pytest.raises(InvalidStatus) as refused:
+            async with ws_connect(f"{url}?channel=admin&token={token()}", proxy=None):
+                pass
+        response = refused.value.response
+        assert response.status_code == 403
+        assert json.loads(response.body) == {
+            "title": "forbidden",
+            "description": "alice may not read admin",
+        }
+        with pytest.raises(InvalidStatus) as missing:
+            async with ws_connect(f"{url}?channel=room", proxy=None):
+                pass
+        assert missing.value.response.status_code == 401
+        assert missing.value.response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_over_uvicorn_two_clients_talk_through_redis(served: Any) -> None:
+    from websockets.asyncio.client import connect as ws_connect
+
+    offered: Any = ["sidestream.v1", f"bearer.{token()}"]
+    with served() as (_, url):
+        async with (
+            ws_connect(f"{url}?channel=room", subprotocols=offered, proxy=None) as alice,
+            ws_connect(f"{url}?channel=room", subprotocols=offered, proxy=None) as bob,
+        ):
+            assert alice.subprotocol == "sidestream.v1"
+            for ws in (alice, bob):
+                assert json.loads(await ws.recv())["type"] == "ready"
+            await alice.send(json.dumps({"channel": "room", "data": "hi bob", "ref": 1}))
+            got = json.loads(await asyncio.wait_for(bob.recv(), 5))
+            assert (got["type"], got["data"]) == ("event", "hi bob")
+
+
+async def test_over_uvicorn_a_peer_that_stops_answering_pings_is_dropped(served: Any) -> None:
+    """A raw TCP client that completes the handshake, then goes silent (a dead peer)."""
+    with served(ws_ping_interval=0.2, ws_ping_timeout=0.2) as (app, url):
+        host, port = url.removeprefix("ws://").split("/")[0].split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            f"GET /ws?channel=room&token={token()} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        status = await asyncio.wait_for(reader.readline(), 5)
+        assert status.startswith(b"HTTP/1.1 101")
+        await eventually(lambda: app.hub.open_streams == 1)
+        started = time.monotonic()
+        await eventually(lambda: app.hub.open_streams == 0, timeout=5)  # never answered a ping
+        assert time.monotonic() - started < 2  # interval + timeout, plus scheduling slack
+        writer.close()
