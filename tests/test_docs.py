@@ -130,9 +130,8 @@ def copy_site(tmp_path: Path) -> tuple[Path, Path]:
     shutil.copytree(ROOT / "docs", docs)
     config = (ROOT / "mkdocs.yml").read_text()
     # Paths in the config are relative to its own folder: point them back at the repository.
-    config = config.replace(
-        "  - examples\n  - src\n", f"  - {ROOT / 'examples'}\n  - {ROOT / 'src'}\n"
-    )
+    for relative in ("examples", "src", "bench/tables.py"):
+        config = config.replace(f"  - {relative}\n", f"  - {ROOT / relative}\n")
     config_file = tmp_path / "mkdocs.yml"
     config_file.write_text(config + f"\ndocs_dir: {docs}\n")
     return docs, config_file
