@@ -158,6 +158,33 @@ def capacity(data: dict[str, Any]) -> str:
     return f"{units}\n\n{workloads}"
 
 
+def websocket(data: dict[str, Any]) -> str:
+    def deflate(run: dict[str, Any]) -> str:
+        return "on" if run["per_message_deflate"] else "off"
+
+    speed = _table(
+        ["sockets", "compression", "lost", "p50 / p99 (ms)", "deliveries per server CPU-s"],
+        [
+            [
+                _int(run["sockets"]),
+                deflate(run),
+                _int(run["loss"]),
+                f"{run['p50_ms']:,} / {run['p99_ms']:,}",
+                _int(run["delivered"] / run["server_cpu_s"]),
+            ]
+            for run in data["round_trip"]
+        ],
+    )
+    memory = _table(
+        ["design", "idle sockets", "compression", "server memory per socket (KB)"],
+        [
+            [m["design"], _int(m["sockets"]), deflate(m), f"{m['bytes_per_socket'] / 1000:.1f}"]
+            for m in data["memory"]
+        ],
+    )
+    return f"{speed}\n\n{memory}"
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "capacity": capacity,
     "channels": channels,
@@ -165,6 +192,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "longpoll": longpoll,
     "redis_shard": redis_shard,
     "sse_encode": sse_encode,
+    "websocket": websocket,
 }
 
 

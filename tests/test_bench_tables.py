@@ -28,6 +28,16 @@ def test_fanout_table_has_every_run_and_memory_row() -> None:
         assert f"| {row['bytes_per_stream'] / 1000:.1f} |" in table
 
 
+def test_websocket_table_has_every_run_and_memory_row() -> None:
+    table = tables.render("websocket")
+    data = results("websocket")
+    for run in data["round_trip"]:
+        assert f"{run['p50_ms']:,} / {run['p99_ms']:,}" in table
+        assert f"{run['delivered'] / run['server_cpu_s']:,.0f}" in table
+    for row in data["memory"]:
+        assert f"| {row['bytes_per_socket'] / 1000:.1f} |" in table
+
+
 def test_longpoll_table_shows_both_designs() -> None:
     table = tables.render("longpoll")
     latency = results("longpoll")["latency_ms"]
