@@ -207,3 +207,59 @@ async def test_two_browsers_on_two_service_processes_chat_through_redis(
     await bob.wait_for_timeout(300)  # room for a duplicate to arrive
     assert len(await lines(bob)) == 4
     assert min(token_requests) >= 2  # the first token and at least one after expiry
+
+    # What a page learns of a refused handshake (here: no token): the service answered 401 with
+    # a JSON reason, but the browser shows neither: an error event, then close code 1006.
+    refused = await alice.evaluate(
+        """(url) => new Promise((resolve) => {
+            const socket = new WebSocket(url);
+            let errored = false;
+            socket.onerror = () => (errored = true);
+            socket.onclose = (event) => resolve([event.code, event.reason, errored]);
+        })""",
+        deployment[0][1].CHAT_URL + f"?channel=room:{room}",
+    )
+    assert refused == [1006, "", True]
+
+
+@pytest.mark.browser
+async def test_sockets_do_not_wait_for_the_six_http1_connections(
+    browser: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six open event streams fill Chromium's HTTP/1.1 pool for the service's origin: a seventh
+    waits, while WebSockets to the same origin open at once (they are not in the pool)."""
+    from sidestream.testing import serve_asgi
+
+    monkeypatch.setenv("SIDESTREAM_TOKEN_KEY", KEY)
+    monkeypatch.setenv("REDIS_URL", "memory://")
+    api = load_example("websocket/api.py")
+    with ExitStack() as stack:
+        api_url = stack.enter_context(serve_wsgi(api.app))
+        monkeypatch.setenv("API_ORIGIN", api_url)
+        service_url = stack.enter_context(serve_asgi(load_example("websocket/service.py").app))
+        api.CHAT_URL = service_url.replace("http://", "ws://") + "/ws"
+        context = await browser.new_context()
+        await context.request.post(f"{api_url}/login", data={"user": "alice"})
+        page = await context.new_page()
+        await page.goto(f"{api_url}/?room=pool")
+        opened = await page.evaluate(
+            """async (events) => {
+                const grant = await (await fetch("/chat-token?room=pool")).json();
+                const opens = (target) =>
+                    new Promise((resolve) => {
+                        target.onopen = () => resolve(true);
+                        setTimeout(() => resolve(false), 3000);
+                    });
+                const streams = [];
+                for (let n = 0; n < 7; n++) {
+                    streams.push(new EventSource(`${events}&token=${grant.token}`));
+                }
+                const sockets = [0, 1, 2].map(
+                    () => new WebSocket(grant.url, ["sidestream.v1", `bearer.${grant.token}`])
+                );
+                const results = await Promise.all([...streams, ...sockets].map(opens));
+                return [results.slice(0, 7).filter(Boolean).length, results.slice(7)];
+            }""",
+            f"{service_url}/events?channel=room:pool",
+        )
+        assert opened == [6, [True, True, True]]
