@@ -340,6 +340,7 @@ class Sockets:
             hub.expire_at(sub, loop.time() + (grant.expires_at - time.time()))
         ready = _frame(type="ready", positions=sub.start, publish=list(grant.publish))
         writer = loop.create_task(self._write(ws, sub, ready))
+        writer.add_done_callback(_log_failure)
         try:
             await self._read(ws, grant)
         finally:
@@ -419,6 +420,11 @@ class Sockets:
             log.warning("publishing a client message failed: %s", exc)
             raise _BadMessage("unavailable", "Redis did not take the message: retry", ref) from None
         return _frame(type="ack", ref=ref, channel=message.channel, id=event_id)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("a socket's writer failed", exc_info=error)
 
 
 def _parse_message(text: str) -> Message:
