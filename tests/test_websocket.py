@@ -20,7 +20,7 @@ import pytest
 
 from sidestream.access import Grant
 from sidestream.bus import AsyncBus, connect_async
-from sidestream.errors import Forbidden
+from sidestream.errors import Forbidden, InvalidArgument
 from sidestream.hub import Hub
 from sidestream.service import StreamApp, create_app
 from sidestream.tokens import StreamTokens, authorizer
@@ -523,6 +523,12 @@ async def test_metrics_count_sockets_and_messages(bus: AsyncBus) -> None:
         assert "sidestream_websocket_messages_published_total 1\n" in text
         assert "sidestream_websocket_messages_refused_total 1\n" in text
         assert "sidestream_open_streams 1\n" in text  # the hub counts sockets and streams
+
+
+@pytest.mark.parametrize("setting", ["max_message_bytes", "publish_concurrency"])
+def test_websocket_settings_are_checked(bus: AsyncBus, setting: str) -> None:
+    with pytest.raises(InvalidArgument, match=f"{setting} must be an int >= 1, not 0"):
+        create_app(bus, **{setting: 0})
 
 
 def test_no_websocket_route_when_the_path_is_none(bus: AsyncBus) -> None:

@@ -484,7 +484,12 @@ def create_app(
             "credentials never work with a wildcard, and an open stream service is what the "
             "list is there to prevent"
         )
-    for name, number in (("max_streams", max_streams), ("max_channels", max_channels)):
+    for name, number in (
+        ("max_streams", max_streams),
+        ("max_channels", max_channels),
+        ("max_message_bytes", max_message_bytes),
+        ("publish_concurrency", publish_concurrency),
+    ):
         if not isinstance(number, int) or number < 1:
             raise InvalidArgument(f"{name} must be an int >= 1, not {number!r}")
     for name, number in (("retry", retry), ("retry_jitter", retry_jitter)):
