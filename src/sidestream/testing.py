@@ -33,10 +33,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
 
+    import httpx
+
     from sidestream.sse import Event
 
 __all__ = [
     "StreamCapture",
+    "StreamReader",
     "read_events",
     "read_events_async",
     "serve_asgi",
@@ -268,6 +271,79 @@ class StreamCapture:
     retry: int | None = None
     ended: bool = False
     body: bytes = b""
+
+
+class StreamReader:
+    """An open event stream read step by step: see it open, do something, then read what came.
+
+    For tests that must act *while* a stream is open (publish, restart a server, expire a token),
+    which [`read_events`][sidestream.testing.read_events] cannot, as it opens and closes the stream
+    itself:
+
+    ```python
+    import httpx
+
+    from sidestream.bus import AsyncBus, Bus, connect, connect_async
+    from sidestream.service import create_app
+    from sidestream.testing import StreamReader, serve_asgi
+
+    app = create_app(AsyncBus(connect_async("memory://"), prefix="reader-doc:"))
+    bus = Bus(connect("memory://"), prefix="reader-doc:")
+    with (
+        serve_asgi(app) as url,
+        httpx.stream("GET", f"{url}/events?channel=news", timeout=5) as response,
+    ):
+        stream = StreamReader(response)
+        stream.read_until(lambda: b"\n\n" in stream.raw)  # the first block: it is open
+        bus.publish("news", "hello")
+        print(stream.wait_events(1)[0].data)
+        #> hello
+    ```
+
+    Attributes:
+        response: The streaming `httpx.Response`.
+        raw: Every byte read so far.
+        events: Every event parsed so far, as a browser would dispatch them.
+        parser: The [`EventStreamParser`][sidestream.sse.EventStreamParser]: its
+            `last_event_id` and `retry` are what a browser would reconnect with.
+    """
+
+    def __init__(self, response: httpx.Response) -> None:
+        from sidestream.sse import EventStreamParser
+
+        self.response = response
+        self.raw = b""
+        self.events: list[Event] = []
+        self._chunks = response.iter_raw()
+        self.parser = EventStreamParser()
+
+    def _read_chunk(self) -> bytes:
+        chunk = next(self._chunks)  # the client's read timeout raises if nothing comes
+        self.raw += chunk
+        self.events += self.parser.feed(chunk)
+        return chunk
+
+    def read_until(self, done: Callable[[], bool]) -> None:
+        """Read until `done()` is true; raises the client's timeout error if the stream stalls,
+        and `StopIteration` if the server ends the stream first."""
+        while not done():
+            self._read_chunk()
+
+    def wait_events(self, count: int) -> list[Event]:
+        """Read until at least `count` events have arrived; returns all events read so far."""
+        self.read_until(lambda: len(self.events) >= count)
+        return self.events
+
+    def follow(self) -> Iterator[Event]:
+        """Every event, from those already read on, until the server ends the stream."""
+        seen = 0
+        while True:
+            yield from self.events[seen:]
+            seen = len(self.events)
+            try:
+                self._read_chunk()
+            except StopIteration:
+                return
 
 
 def read_events(

@@ -40,8 +40,8 @@ from proxy_servers import EXAMPLES_DIR
 
 from sidestream.bus import AsyncBus, Bus, connect, connect_async
 from sidestream.service import create_app
-from sidestream.sse import Event, EventStreamParser
-from sidestream.testing import serve_asgi, serve_gunicorn, serve_wsgi
+from sidestream.sse import Event
+from sidestream.testing import StreamReader, serve_asgi, serve_gunicorn, serve_wsgi
 from sidestream.tokens import StreamTokens
 
 pytestmark = pytest.mark.slow
@@ -52,32 +52,9 @@ NOWHERE = "127.0.0.1:9"  # an upstream a test does not use (nothing listens ther
 TOKEN_KEY = secrets.token_urlsafe(32)
 
 
-class Stream:
-    """One event stream over HTTP, read chunk by chunk."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.chunks = response.iter_raw()
-        self.parser = EventStreamParser()
-        self.raw = b""
-        self.events: list[Event] = []
-
-    def read_until(self, done: Callable[[], bool]) -> None:
-        while not done():
-            chunk = next(self.chunks)  # httpx.ReadTimeout when nothing comes in time
-            self.raw += chunk
-            self.events += self.parser.feed(chunk)
-
-    def follow(self) -> Iterator[Event]:
-        """Every event, from those already read on, until the server ends the stream."""
-        yield from self.events
-        for chunk in self.chunks:
-            self.raw += chunk
-            yield from self.parser.feed(chunk)
-
-    def read_preamble(self) -> None:
-        """The `retry:` and `id:` lines the service sends first: the stream is open."""
-        self.read_until(lambda: b"\n\n" in self.raw)
+def read_preamble(stream: StreamReader) -> None:
+    """The `retry:` and `id:` lines the service sends first: the stream is open."""
+    stream.read_until(lambda: b"\n\n" in stream.raw)
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10) -> None:
@@ -118,8 +95,8 @@ def test_nginx_passes_each_event_on_before_the_next_heartbeat(
         ):
             assert response.status_code == 200
             assert response.headers["content-type"] == "text/event-stream"
-            stream = Stream(response)
-            stream.read_preamble()
+            stream = StreamReader(response)
+            read_preamble(stream)
             event_id = bus.publish("news", "hello")
             stream.read_until(lambda: bool(stream.events))  # ReadTimeout after BOUND seconds
         wait_until(lambda: "/events" in proxy.streams_log.read_text())  # when the request ends
@@ -185,8 +162,8 @@ def test_the_api_and_the_service_share_one_origin(
         proxy.client(25) as client,
         open_stream(client, "/events?channel=notifications") as response,
     ):
-        stream = Stream(response)
-        stream.read_preamble()
+        stream = StreamReader(response)
+        read_preamble(stream)
         cursor = client.get("/notifications/poll").json()["last_id"]
         poll: dict[str, Any] = {}
         waiter = threading.Thread(
@@ -271,8 +248,8 @@ def test_a_rolling_restart_loses_no_event(redis_url: str, channel: str) -> None:
             headers = {"Last-Event-ID": last_id} if last_id else {}
             with open_stream(client, url, **headers) as response:
                 assert response.status_code == 200, response.read()
-                stream = Stream(response)
-                stream.read_preamble()
+                stream = StreamReader(response)
+                read_preamble(stream)
                 served_by.append(holder(instances))
                 if not publisher.is_alive() and not published:
                     publishing.set()

@@ -30,8 +30,7 @@ from proxy_servers import (
     run_pushpin,
 )
 
-from sidestream.sse import Event, EventStreamParser
-from sidestream.testing import serve_wsgi
+from sidestream.testing import StreamReader, serve_wsgi
 
 pytestmark = pytest.mark.slow
 SSE = {"Accept": "text/event-stream"}  # what EventSource sends (Nchan picks its subscriber by it)
@@ -46,34 +45,13 @@ class LateApp:
         return self.app(environ, start_response)
 
 
-class Stream:
-    """An open event stream, read chunk by chunk: first see it open, then publish, then read."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.chunks = response.iter_raw()
-        self.parser = EventStreamParser()
-        self.raw = b""
-        self.events: list[Event] = []
-
-    def read_until(self, done: Callable[[], bool]) -> None:
-        while not done():
-            chunk = next(self.chunks)  # httpx raises ReadTimeout if nothing comes
-            self.raw += chunk
-            self.events += self.parser.feed(chunk)
-
-    def wait_events(self, count: int) -> list[Event]:
-        self.read_until(lambda: len(self.events) >= count)
-        return self.events
-
-
 @contextmanager
-def open_stream(url: str, **headers: str) -> Iterator[Stream]:
+def open_stream(url: str, **headers: str) -> Iterator[StreamReader]:
     with (
         httpx.Client(timeout=5) as client,
         client.stream("GET", url, headers=SSE | headers) as response,
     ):
-        yield Stream(response)
+        yield StreamReader(response)
 
 
 # ---------------------------------------------------------------------------------------------
