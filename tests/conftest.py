@@ -16,8 +16,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from sidestream.bus import AsyncBus, Bus
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("SIDESTREAM_CHROMIUM", "/usr/bin/chromium")
@@ -89,6 +93,26 @@ def backend_url(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[str
             client.delete(key)
     finally:
         client.close()
+
+
+@pytest.fixture
+def sync_bus(backend_url: str, key_prefix: str) -> Iterator[Bus]:
+    """A [`Bus`][sidestream.bus.Bus] on each backend, under the test's own key prefix."""
+    from sidestream.bus import Bus, connect
+
+    client = connect(backend_url)
+    yield Bus(client, prefix=key_prefix)
+    client.close()
+
+
+@pytest.fixture
+async def async_bus(backend_url: str, key_prefix: str) -> AsyncIterator[AsyncBus]:
+    """An [`AsyncBus`][sidestream.bus.AsyncBus] on each backend, under the test's own key prefix."""
+    from sidestream.bus import AsyncBus, connect_async
+
+    client = connect_async(backend_url)
+    yield AsyncBus(client, prefix=key_prefix)
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

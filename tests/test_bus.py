@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import fakeredis
@@ -37,10 +37,8 @@ from sidestream.sse import Event
 
 
 @pytest.fixture
-def bus(backend_url: str, key_prefix: str) -> Iterator[Bus]:
-    client = connect(backend_url)
-    yield Bus(client, prefix=key_prefix)
-    client.close()
+def bus(sync_bus: Bus) -> Bus:
+    return sync_bus
 
 
 @pytest.fixture

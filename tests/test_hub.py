@@ -21,10 +21,8 @@ from sidestream.sse import Event, EventStreamParser
 
 
 @pytest.fixture
-async def bus(backend_url: str, key_prefix: str) -> AsyncIterator[AsyncBus]:
-    client = connect_async(backend_url)
-    yield AsyncBus(client, prefix=key_prefix)
-    await client.aclose()
+def bus(async_bus: AsyncBus) -> AsyncBus:
+    return async_bus
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import flask
@@ -19,10 +18,8 @@ from sidestream.testing import serve_wsgi
 
 
 @pytest.fixture
-def bus(backend_url: str, key_prefix: str) -> Iterator[Bus]:
-    client = connect(backend_url)
-    yield Bus(client, prefix=key_prefix)
-    client.close()
+def bus(sync_bus: Bus) -> Bus:
+    return sync_bus
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import falcon.testing
 import pytest
 
 from sidestream.access import Grant
-from sidestream.bus import AsyncBus, connect_async
+from sidestream.bus import AsyncBus
 from sidestream.errors import Forbidden, InvalidArgument, Unauthorized
 from sidestream.hub import Hub, close_event
 from sidestream.service import StreamApp, create_app
@@ -27,10 +27,8 @@ ORIGIN = "https://app.example.com"
 
 
 @pytest.fixture
-async def bus(backend_url: str, key_prefix: str) -> AsyncIterator[AsyncBus]:
-    client = connect_async(backend_url)
-    yield AsyncBus(client, prefix=key_prefix)
-    await client.aclose()
+def bus(async_bus: AsyncBus) -> AsyncBus:
+    return async_bus
 
 
 def make_app(bus: AsyncBus, **options: Any) -> StreamApp:

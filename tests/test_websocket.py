@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import falcon
@@ -32,10 +32,8 @@ ORIGIN = "https://chat.example.com"
 
 
 @pytest.fixture
-async def bus(backend_url: str, key_prefix: str) -> AsyncIterator[AsyncBus]:
-    client = connect_async(backend_url)
-    yield AsyncBus(client, prefix=key_prefix)
-    await client.aclose()
+def bus(async_bus: AsyncBus) -> AsyncBus:
+    return async_bus
 
 
 def make_app(bus: AsyncBus, **options: Any) -> StreamApp:
