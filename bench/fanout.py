@@ -49,6 +49,7 @@ from typing import Any
 import redis
 
 from sidestream.bus import AsyncBus, connect_async
+from sidestream.testing import free_port
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results" / "fanout.json"
@@ -71,12 +72,6 @@ def installed(name: str) -> str | None:
         return version(name)
     except PackageNotFoundError:
         return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:

@@ -23,18 +23,14 @@ import httpx
 import pytest
 from loopback import serving
 
+from sidestream.testing import free_port
+
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 PROBE_PATH = "/.pushpin-ready-probe"
 NCHAN_MODULES = (
     Path("/usr/lib/nginx/modules/ngx_nchan_module.so"),
     Path("/usr/share/nginx/modules/ngx_nchan_module.so"),
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 15) -> None:

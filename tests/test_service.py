@@ -7,6 +7,7 @@ the ASGI app with a `send` that never returns.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -21,9 +22,11 @@ from sidestream.errors import Forbidden, InvalidArgument, Unauthorized
 from sidestream.hub import Hub, close_event
 from sidestream.service import StreamApp, create_app
 from sidestream.sse import Event, EventStreamParser
-from sidestream.testing import read_events_async
+from sidestream.testing import read_events_async, wait_until_async
 
 ORIGIN = "https://app.example.com"
+# This module's bound for conditions seen from outside (a count, a flag).
+eventually = functools.partial(wait_until_async, timeout=3.0)
 
 
 @pytest.fixture
@@ -50,13 +53,6 @@ async def conductor(bus: AsyncBus) -> AsyncIterator[falcon.testing.ASGIConductor
 async def numsub(bus: AsyncBus, channel: str) -> int:
     [(_, count)] = await bus.redis.pubsub_numsub(bus.live_channel(channel))
     return int(count)
-
-
-async def eventually(check: Any, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_stream_headers_retry_hint_and_position(

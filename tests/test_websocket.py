@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -23,12 +24,15 @@ from sidestream.bus import AsyncBus, connect_async
 from sidestream.errors import Forbidden, InvalidArgument
 from sidestream.hub import Hub
 from sidestream.service import StreamApp, create_app
+from sidestream.testing import wait_until_async
 from sidestream.tokens import StreamTokens, authorizer
 from sidestream.websocket import CloseCode, Message
 
 KEY = "websocket-test-key-of-32-bytes!!!"
 TOKENS = StreamTokens(KEY)
 ORIGIN = "https://chat.example.com"
+# This module's bound for conditions seen from outside (a count, a flag).
+eventually = functools.partial(wait_until_async, timeout=3.0)
 
 
 @pytest.fixture
@@ -74,13 +78,6 @@ async def joined(ws: Any) -> dict[str, Any]:
     [ready] = await frames(ws, 1)
     assert ready["type"] == "ready"
     return ready
-
-
-async def eventually(check: Any, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 # -- relaying and publishing -------------------------------------------------------------------

@@ -40,12 +40,15 @@ if TYPE_CHECKING:
 __all__ = [
     "StreamCapture",
     "StreamReader",
+    "free_port",
     "read_events",
     "read_events_async",
     "serve_asgi",
     "serve_gunicorn",
     "serve_uvicorn",
     "serve_wsgi",
+    "wait_until",
+    "wait_until_async",
 ]
 
 
@@ -155,7 +158,7 @@ def serve_gunicorn(
     Raises:
         RuntimeError: gunicorn exited or did not answer in time (its log is in the message).
     """
-    port = _free_port()  # gunicorn binds it right after
+    port = free_port()  # gunicorn binds it right after
     command = ["-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *options, app]
     with _serve_process("gunicorn", command, port, cwd, env, ready_path, timeout) as base:
         yield base
@@ -191,16 +194,48 @@ def serve_uvicorn(
     Raises:
         RuntimeError: uvicorn exited or did not answer in time (its log is in the message).
     """
-    port = _free_port()
+    port = free_port()
     command = ["-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), *options, app]
     with _serve_process("uvicorn", command, port, cwd, env, ready_path, timeout) as base:
         yield base
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago, for a server a test starts itself."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> None:
+    """Poll `check()` until it is true; `AssertionError` if `timeout` seconds pass first.
+
+    For what a test can only observe from outside (a count in Redis, a file, another process),
+    where there is no event to wait on.
+    """
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"condition not reached in {timeout} s"
+        time.sleep(interval)
+
+
+async def wait_until_async(
+    check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, interval: float = 0.02
+) -> None:
+    """[`wait_until`][sidestream.testing.wait_until] for async tests: sleeps without blocking the
+    event loop, and `check` may be a coroutine function."""
+    import asyncio
+    import inspect
+
+    deadline = time.monotonic() + timeout
+    while True:
+        done = check()
+        if inspect.isawaitable(done):
+            done = await done
+        if done:
+            return
+        assert time.monotonic() < deadline, f"condition not reached in {timeout} s"
+        await asyncio.sleep(interval)
 
 
 @contextmanager

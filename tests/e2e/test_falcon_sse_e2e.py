@@ -31,7 +31,7 @@ from loopback import EXAMPLES, load_example, serving
 from proxy_servers import free_port, run_nginx
 
 from sidestream.bus import Bus, connect
-from sidestream.testing import read_events, serve_wsgi
+from sidestream.testing import read_events, serve_wsgi, wait_until, wait_until_async
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -134,13 +134,6 @@ def in_thread(function: Callable[[], Any]) -> Callable[[], Any]:
         return box[0]
 
     return join
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def numsub(client: redis.Redis, bus: Bus, channel: str) -> int:
@@ -338,12 +331,12 @@ async def test_chromium_runs_client_js_and_resumes_after_its_token_expires(
         )
         await wait_for_js(page, "window.received !== undefined")
         streams = numsub_counter(api, channel)
-        await async_wait(lambda: open_streams(service) == 1)
+        await wait_until_async(lambda: open_streams(service) == 1)
         first = api.publish(channel, "one")
         await wait_for_js(page, "window.received.length >= 1")
         await wait_for_js(page, "window.received.some(([kind]) => kind === 'close')", 6000)
         missed = [api.publish(channel, "two"), api.publish(channel, "three")]
-        await async_wait(lambda: streams() == 1)  # reopened with the fresh token
+        await wait_until_async(lambda: streams() == 1)  # reopened with the fresh token
         last = api.publish(channel, "four")
         await wait_for_js(page, "window.received.length >= 5")
         received = await page.evaluate("window.received")
@@ -361,15 +354,6 @@ async def test_chromium_runs_client_js_and_resumes_after_its_token_expires(
 
 async def wait_for_js(page: Any, expression: str, timeout: float = 5000) -> None:
     await page.wait_for_function(expression, timeout=timeout)
-
-
-async def async_wait(check: Callable[[], bool], timeout: float = 10) -> None:
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 def test_a_client_that_stops_reading_is_dropped_while_another_keeps_up(

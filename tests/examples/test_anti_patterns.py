@@ -27,7 +27,7 @@ from redis.exceptions import MaxConnectionsError
 
 from sidestream.bus import Bus, connect, connect_async
 from sidestream.sse import Event, EventStreamParser
-from sidestream.testing import serve_asgi, serve_gunicorn, serve_uvicorn, serve_wsgi
+from sidestream.testing import serve_asgi, serve_gunicorn, serve_uvicorn, serve_wsgi, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -104,13 +104,6 @@ def established(port: int) -> int:
 
 def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 @contextmanager
@@ -215,7 +208,7 @@ def test_2_fixed_a_polled_dashboard_holds_nothing_and_unchanged_data_costs_a_304
                 else:
                     assert reply.content == b""  # 304: nothing but headers
             # Between two refreshes the server holds no connection at all.
-            eventually(lambda: established(port_of(base)) == 0)
+            wait_until(lambda: established(port_of(base)) == 0)
     # A body only when the numbers are new to that viewer: at the first refresh and after the
     # change; every other refresh is an empty 304.
     assert statuses == {200: 2 * VIEWERS, 304: (REFRESHES - 2) * VIEWERS}
@@ -268,7 +261,7 @@ def test_2_fixed_a_shared_cache_answers_every_viewer_with_one_request_to_the_api
                 cache[reply.headers["x-cache-status"]] += 1
             assert cache == {"MISS": 1, "HIT": 49}
             assert seen == [(None, 200)]  # 50 viewers, one request to the API
-            eventually(lambda: httpx.get(url).headers["x-cache-status"] == "REVALIDATED")
+            wait_until(lambda: httpx.get(url).headers["x-cache-status"] == "REVALIDATED")
             # Once stale, nginx asked the API "changed since this ETag?" and got an empty 304.
             [(etag, status)] = seen[1:]
             assert (etag is not None, status) == (True, 304)
@@ -375,7 +368,7 @@ def test_4_failing_client_101_fails_and_closed_clients_keep_their_subscriptions(
                     time.sleep(0.1)
                 assert connections_named(bus, name) == POOL_CAP
             # Only stopping the server ends those streams and their subscriptions.
-            eventually(lambda: numsub(bus, channel) == 0)
+            wait_until(lambda: numsub(bus, channel) == 0)
         finally:  # the pool's loop is gone with the server: close its connections from here
             for client in bus.redis.client_list():
                 if client.get("name") == name:
@@ -410,5 +403,5 @@ def test_4_fixed_the_hub_holds_two_connections_for_500_clients_and_lets_go(
         for client in clients:
             client.close()
         # The hub notices gone clients at its heartbeat, and leaves the channel after the last.
-        eventually(lambda: numsub(bus, channel) == 0 and app.hub.open_streams == 0)
+        wait_until(lambda: numsub(bus, channel) == 0 and app.hub.open_streams == 0)
         assert connections_named(bus, name) <= 2

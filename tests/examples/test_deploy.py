@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from proxy_servers import EXAMPLES_DIR
 from sidestream.bus import AsyncBus, Bus, connect, connect_async
 from sidestream.service import create_app
 from sidestream.sse import Event
-from sidestream.testing import StreamReader, serve_asgi, serve_gunicorn, serve_wsgi
+from sidestream.testing import StreamReader, serve_asgi, serve_gunicorn, serve_wsgi, wait_until
 from sidestream.tokens import StreamTokens
 
 pytestmark = pytest.mark.slow
@@ -55,13 +55,6 @@ TOKEN_KEY = secrets.token_urlsafe(32)
 def read_preamble(stream: StreamReader) -> None:
     """The `retry:` and `id:` lines the service sends first: the stream is open."""
     stream.read_until(lambda: b"\n\n" in stream.raw)
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.02)
 
 
 def open_stream(client: httpx.Client, url: str, **headers: str) -> Any:

@@ -6,7 +6,6 @@ client.js runs in real Chromium in tests/test_sse_browser.py.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 from loopback import EXAMPLES, load_example, serving
 
 from sidestream.sse import Event, EventStreamParser
+from sidestream.testing import free_port
 
 CHAPTER = EXAMPLES / "event_stream"
 
@@ -137,12 +137,6 @@ def test_serve_serves_the_page_and_the_client(event_server: str) -> None:
     assert client.headers["content-type"] == "text/javascript"  # module scripts require it
     assert client.content == (CHAPTER / "client.js").read_bytes()
     assert httpx.get(f"{event_server}/nope", timeout=10).status_code == 404
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_serve_runs_as_a_script() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from loopback import load_example
 
 from sidestream.bus import Bus, connect
+from sidestream.testing import free_port
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "live_demo" / "demo.py"
 
@@ -54,12 +54,6 @@ def test_the_api_lets_only_the_docs_origin_read_its_answers(demo_module) -> None
     other = client.post("/api/messages", data={"text": "b"}, headers={"Origin": "http://evil.test"})
     assert docs.headers["Access-Control-Allow-Origin"] == "http://docs.test"
     assert "Access-Control-Allow-Origin" not in other.headers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ import pytest
 import redis
 
 from sidestream.bus import SOCKET_TIMEOUT, Bus, connect
-from sidestream.testing import serve_wsgi
+from sidestream.testing import free_port, serve_wsgi
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CHAPTER = EXAMPLES / "long_polling"
@@ -316,12 +315,6 @@ def gunicorn_api(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[tu
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def blocked_on_redis(redis_url: str, client_name: str) -> int:
