@@ -32,7 +32,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -41,6 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ import httpx
 import redis
 
 from sidestream.bus import Bus, connect
-from sidestream.testing import serve_wsgi
+from sidestream.testing import free_port, serve_wsgi
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTER = ROOT / "examples" / "long_polling"
@@ -57,27 +57,24 @@ RESULTS = ROOT / "bench" / "results" / "longpoll.json"
 CHANNEL = "notifications"
 
 
+@dataclass(frozen=True)
+class PrivateRedis:
+    url: str
+    port: int
+    pid: int
+
+
 @contextlib.contextmanager
-def private_redis() -> Iterator[str]:
-    """A redis-server of our own on a free loopback port, without persistence."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+def private_redis(*options: str) -> Iterator[PrivateRedis]:
+    """A redis-server of our own on a free loopback port, without persistence; `options` are
+    more redis-server arguments. Nobody else's commands show in its INFO or its CPU time."""
+    port = free_port()
     proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
+    )  # fmt: skip
     url = f"redis://127.0.0.1:{port}/0"
     try:
         client = redis.Redis.from_url(url)
@@ -87,10 +84,16 @@ def private_redis() -> Iterator[str]:
                 break
             time.sleep(0.05)
         client.close()
-        yield url
+        yield PrivateRedis(url, port, proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def private_redis_url() -> Iterator[str]:
+    with private_redis() as server:
+        yield server.url
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -197,7 +200,7 @@ def main() -> None:
         with contextlib.closing(real_connect()) as db:
             return str(db.execute("SELECT COALESCE(MAX(id), 0) FROM notifications").fetchone()[0])
 
-    server = contextlib.nullcontext(args.redis_url) if args.redis_url else private_redis()
+    server = contextlib.nullcontext(args.redis_url) if args.redis_url else private_redis_url()
     with server as redis_url, httpx.Client(limits=httpx.Limits(max_connections=200)) as http:
         client = connect(redis_url)
         bus = Bus(client, prefix="longpoll-bench:")

@@ -36,13 +36,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
-from fanout import cpu_seconds, free_port
+from fanout import cpu_seconds
+from longpoll_latency import private_redis
 
 from sidestream.bus import _PUBLISH_LUA, Bus  # the exact script Bus.publish runs
 
@@ -53,30 +53,6 @@ TARGET_CPU_S = (
 )
 DATA = json.dumps({"type": "order.updated", "id": 123456, "status": "shipped", "note": "x" * 120})
 MAXLEN = 1000
-
-
-@contextlib.contextmanager
-def private_redis() -> Iterator[tuple[int, int]]:
-    """A redis-server of our own; yields its port and pid."""
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--client-output-buffer-limit", "pubsub 0 0 0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            with contextlib.suppress(redis.ConnectionError):
-                client.ping()
-                break
-            time.sleep(0.05)
-        client.close()
-        yield port, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @dataclass(frozen=True)
@@ -175,7 +151,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     results: dict[str, Any] = {}
-    with private_redis() as (port, pid):
+    # Slow subscribers must not be disconnected mid-measurement: no pub/sub output limit.
+    with private_redis("--client-output-buffer-limit", "pubsub 0 0 0") as server:
+        port, pid = server.port, server.pid
         client = redis.Redis(port=port)
         sha = client.script_load(_PUBLISH_LUA)
         version = client.info("server")["redis_version"]
