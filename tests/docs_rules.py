@@ -86,3 +86,202 @@ def only_includes(source: str) -> bool:
     """True for a block that is nothing but `--8<--` includes (pytest-examples can't run it)."""
     lines = [line for line in source.splitlines() if line.strip()]
     return bool(lines) and all(INCLUDE.match(line) for line in lines)
+
+
+# --- Pages that stand alone -------------------------------------------------------------------
+
+EXAMPLE_LINE_LIMIT = 88  # what the content column shows at desktop width (tests/test_site.py)
+
+
+def pages(root: Path) -> list[Path]:
+    return sorted((root / "docs").rglob("*.md"))
+
+
+def whole_file_block(path: str) -> str:
+    """The collapsed block that puts a sliced file's whole text one click away."""
+    return f'??? example "Whole file: {path}"\n\n    ```\n    --8<-- "{path}"\n    ```\n'
+
+
+def slices_without_whole_file(root: Path) -> list[str]:
+    """A page that shows part of a file also has the whole file on it (a collapsed block at least).
+
+    A whole-file include anywhere on the page counts (an open one, or the
+    `??? example "Whole file: examples/…"` block that `whole_file_block` writes).
+    """
+    problems = []
+    for page in pages(root):
+        on_page = [inc for inc in includes(root) if inc.page == page]
+        whole = {inc.path for inc in on_page if inc.section is None}
+        sliced = sorted({inc.path for inc in on_page if inc.section is not None} - whole)
+        problems += [
+            f"{page.relative_to(root)} shows part of {path} but not the whole file: add a "
+            f'??? example "Whole file: {path}" block'
+            for path in sliced
+        ]
+    return problems
+
+
+def section_text(text: str, name: str) -> str:
+    """The lines between `[start:name]` and `[end:name]` markers (the slice a page shows)."""
+    start = re.search(rf"^.*--8<-- \[start:{re.escape(name)}\].*$", text, re.MULTILINE)
+    end = re.search(rf"^.*--8<-- \[end:{re.escape(name)}\].*$", text, re.MULTILINE)
+    if not start or not end:
+        return ""
+    return text[start.end() : end.start()]
+
+
+def _top_level_imports(text: str) -> list[tuple[str, set[str]]]:
+    """(source of the statement, names it binds) for each module-level import of a Python file."""
+    import ast
+
+    tree = ast.parse(text)
+    lines = text.splitlines()
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = {(a.asname or a.name).split(".")[0] for a in node.names}
+            if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+                continue
+            source = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+            found.append((source, names))
+    return found
+
+
+def slices_without_imports(root: Path) -> list[str]:
+    """A Python slice that uses an imported name shows that import on the same page.
+
+    The import may be in the slice itself or in another slice of the same file on that page.
+    """
+    problems = []
+    for page in pages(root):
+        shown: dict[str, list[str]] = {}
+        for inc in includes(root):
+            if inc.page == page and inc.section and inc.path.endswith(".py"):
+                shown.setdefault(inc.path, []).append(inc.section)
+        for path, sections in sorted(shown.items()):
+            file = root / path
+            if not file.is_file():
+                continue
+            text = file.read_text(encoding="utf-8")
+            slices = "\n".join(section_text(text, s) for s in sections)
+            code = "\n".join(
+                line for line in slices.splitlines() if not line.lstrip().startswith("#")
+            )
+            for statement, names in _top_level_imports(text):
+                used = sorted(n for n in names if re.search(rf"(?<![\w.]){n}\b", code))
+                if used and statement not in slices:
+                    problems.append(
+                        f"{page.relative_to(root)} shows {path}:{','.join(sections)} using "
+                        f"{', '.join(used)} without its import ({statement.splitlines()[0]})"
+                    )
+    return problems
+
+
+# Words that only make sense beside the analysis this site was derived from: the reader never
+# saw it. Say what the thing is instead ("a common Flask tutorial's SSE service").
+ANALYSIS_WORDS = re.compile(r"\bthe seed\b|\bseed's\b|\bappendix\b|\bA\.\d\b", re.IGNORECASE)
+
+
+def analysis_words(root: Path) -> list[str]:
+    problems = []
+    for file in [*pages(root), *example_files(root)]:
+        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+            for match in ANALYSIS_WORDS.finditer(line):
+                problems.append(f"{file.relative_to(root)}:{number}: {match[0]!r}")
+    return problems
+
+
+def overlong_example_lines(root: Path, limit: int = EXAMPLE_LINE_LIMIT) -> list[str]:
+    """Example lines longer than the rendered code column holds (it would scroll sideways)."""
+    problems = []
+    for file in example_files(root):
+        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+            if len(line) > limit:
+                rel = file.relative_to(root)
+                problems.append(f"{rel}:{number}: {len(line)} characters (limit {limit})")
+    return problems
+
+
+# A measured figure, goal or run parameter in prose: a number followed by a unit or by what was
+# counted. Such numbers reach a page through `<!-- bench-value: NAME dotted.path -->` or a
+# `<!-- bench-table: NAME -->` (bench/tables.py), never typed by hand.
+_UNIT = (
+    r"(?:ms|µs|us|ns|s|secs?|seconds?|minutes?|hours?|[kKMG]i?B|B|bytes|%|x|\u00d7|/s"
+    r"|per\s+(?:second|CPU|core|stream|socket|event)|events?\s+per|deliveries|CPU-s"
+    r"|connections|streams|sockets|clients|events|subscribers|requests|tabs|waiters)"
+)
+MEASURED = re.compile(
+    r"(?<![\w.:/-])(?:~|≈)?\d[\d,.]*(?:\s*[\u2013-]\s*\d[\d,.]*)?\s?" + _UNIT + r"(?!\w)"
+)
+# `<!-- not-measured: 15 seconds (the heartbeat's default); 256 events (the queue bound) -->`:
+# numbers on this page that are settings or protocol constants, each with the reason in brackets.
+NOT_MEASURED = re.compile(r"<!--\s*not-measured:(.*?)-->", re.DOTALL)
+
+
+def _blank(match: re.Match[str]) -> str:
+    return "\n" * match[0].count("\n")
+
+
+def prose(markdown: str) -> str:
+    """The page's text with code blocks, inline code and HTML comments blanked (lines kept)."""
+    text = re.sub(r"^(\s*)(```|~~~).*?^\1\2", _blank, markdown, flags=re.DOTALL | re.MULTILINE)
+    text = re.sub(r"<!--.*?-->", _blank, text, flags=re.DOTALL)
+    return re.sub(r"`[^`\n]*`", "``", text)
+
+
+def _normal(phrase: str) -> str:
+    return " ".join(phrase.split())
+
+
+def not_measured(markdown: str) -> set[str]:
+    allowed = set()
+    for block in NOT_MEASURED.findall(markdown):
+        for item in block.split(";"):
+            phrase = re.sub(r"\(.*\)", "", item, flags=re.DOTALL)
+            if phrase.strip():
+                allowed.add(_normal(phrase))
+    return allowed
+
+
+def hand_typed_numbers(root: Path) -> list[str]:
+    problems = []
+    for page in pages(root):
+        markdown = page.read_text(encoding="utf-8")
+        allowed = not_measured(markdown)
+        for number, line in enumerate(prose(markdown).splitlines(), 1):
+            for match in MEASURED.finditer(line):
+                if _normal(match[0]) not in allowed:
+                    problems.append(
+                        f"{page.relative_to(root)}:{number}: {match[0]!r} typed by hand "
+                        "(render it with <!-- bench-value: NAME path --> or, for a setting, "
+                        "list it in <!-- not-measured: ... (why) -->)"
+                    )
+    return problems
+
+
+def nav_order(root: Path) -> list[str]:
+    """The pages of mkdocs.yml's nav, in order (docs-relative paths)."""
+    config = (root / "mkdocs.yml").read_text(encoding="utf-8")
+    nav = config[config.index("\nnav:") :]
+    return re.findall(r"^\s*-\s+(?:[^\n]*?:\s+)?([\w./-]+\.md)\s*$", nav, re.MULTILINE)
+
+
+NEXT_LINK = re.compile(r"^Next:.*?\]\(([^)#\s]+)(?:#[^)]*)?\)", re.MULTILINE)
+
+
+def wrong_next_links(root: Path) -> list[str]:
+    """A page's `Next: [...](page.md)` line points to the page that follows it in the nav."""
+    order = nav_order(root)
+    problems = []
+    for index, name in enumerate(order):
+        page = root / "docs" / name
+        if not page.is_file():
+            continue
+        following = order[index + 1] if index + 1 < len(order) else None
+        for match in NEXT_LINK.finditer(page.read_text(encoding="utf-8")):
+            if match[1] != following:
+                problems.append(
+                    f"docs/{name}: Next links to {match[1]}, but the nav's next page is "
+                    f"{following or 'none (this is the last page)'}"
+                )
+    return problems

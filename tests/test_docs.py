@@ -12,10 +12,19 @@ from pathlib import Path
 
 import pytest
 from docs_rules import (
+    EXAMPLE_LINE_LIMIT,
+    analysis_words,
     broken_includes,
+    hand_typed_numbers,
+    nav_order,
     only_includes,
+    overlong_example_lines,
+    slices_without_imports,
+    slices_without_whole_file,
     unincluded_examples,
     untested_examples,
+    whole_file_block,
+    wrong_next_links,
 )
 from pytest_examples import CodeExample, EvalExample, find_examples
 
@@ -87,6 +96,71 @@ def test_rules_catch_a_broken_tree(tmp_path: Path) -> None:
     ]
     assert untested_examples(tmp_path) == [
         "examples/chapter/orphan.py is not named by any test under tests/"
+    ]
+
+
+def make_page_tree(root: Path) -> None:
+    """A tiny site with one of each problem the 'pages that stand alone' rules look for."""
+    (root / "docs").mkdir()
+    (root / "examples" / "ch").mkdir(parents=True)
+    (root / "examples" / "ch" / "app.py").write_text(
+        "# --8<-- [start:imports]\nimport json\n# --8<-- [end:imports]\n\n"
+        "# --8<-- [start:view]\ndef view() -> str:\n"
+        '    return json.dumps({"seen": True})\n# --8<-- [end:view]\n'
+        "# The seed's appendix A.3 did this with a class variable.\n"
+        f"x = {'1' * EXAMPLE_LINE_LIMIT}\n"
+    )
+    (root / "mkdocs.yml").write_text(
+        "site_name: t\nnav:\n  - Home: index.md\n  - Guide:\n      - One: one.md\n"
+        "      - Two: two.md\n  - Reference: three.md\n"
+    )
+    (root / "docs" / "index.md").write_text("Next: [one](one.md).\n")
+    (root / "docs" / "one.md").write_text(
+        '```python\n--8<-- "examples/ch/app.py:view"\n```\n\n'
+        "Each stream costs 13 KB and answers in 25 ms; the service listens on port 8000.\n"
+        "<!-- not-measured: 15 seconds (the heartbeat's default) -->\n"
+        "A heartbeat every 15 seconds; `sleep(30 s)` in code is not prose.\n\n"
+        "Next: [three](three.md#part).\n"
+    )
+    (root / "docs" / "two.md").write_text(
+        '```python\n--8<-- "examples/ch/app.py:imports"\n--8<-- "examples/ch/app.py:view"\n```\n'
+        + whole_file_block("examples/ch/app.py")
+        + "\nNext: [three](three.md).\n"
+    )
+    (root / "docs" / "three.md").write_text("The seed said so.\n")
+
+
+def test_nav_order_reads_the_nav(tmp_path: Path) -> None:
+    make_page_tree(tmp_path)
+    assert nav_order(tmp_path) == ["index.md", "one.md", "two.md", "three.md"]
+    assert nav_order(ROOT)[0] == "index.md" and "reference.md" in nav_order(ROOT)
+
+
+def test_page_rules_catch_a_broken_tree(tmp_path: Path) -> None:
+    make_page_tree(tmp_path)
+    assert slices_without_whole_file(tmp_path) == [
+        "docs/one.md shows part of examples/ch/app.py but not the whole file: add a "
+        '??? example "Whole file: examples/ch/app.py" block'
+    ]
+    # two.md shows the imports section with the view; one.md shows the view alone.
+    assert slices_without_imports(tmp_path) == [
+        "docs/one.md shows examples/ch/app.py:view using json without its import (import json)",
+    ]
+    assert analysis_words(tmp_path) == [
+        "docs/three.md:1: 'The seed'",
+        "examples/ch/app.py:9: 'The seed'",
+        "examples/ch/app.py:9: 'appendix'",
+        "examples/ch/app.py:9: 'A.3'",
+    ]
+    assert overlong_example_lines(tmp_path) == [
+        f"examples/ch/app.py:10: {EXAMPLE_LINE_LIMIT + 4} characters (limit {EXAMPLE_LINE_LIMIT})"
+    ]
+    assert [p.split(" typed by hand")[0] for p in hand_typed_numbers(tmp_path)] == [
+        "docs/one.md:5: '13 KB'",
+        "docs/one.md:5: '25 ms'",
+    ]
+    assert wrong_next_links(tmp_path) == [
+        "docs/one.md: Next links to three.md, but the nav's next page is two.md",
     ]
 
 
@@ -198,3 +272,7 @@ def test_netlify_build_command_produces_the_site(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, f"{shlex.quote(command)} failed:\n{result.stderr[-3000:]}"
     assert (workdir / "site" / "index.html").is_file()
+
+
+def test_no_words_from_the_analysis_the_site_was_derived_from() -> None:
+    assert analysis_words(ROOT) == []

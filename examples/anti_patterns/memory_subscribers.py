@@ -1,6 +1,6 @@
 """Anti-pattern: the open streams kept in a module-level list, and "publishing" by iterating it.
 
-The seed's Ruby sketch keeps its connections in a class variable; this is the same in Falcon.
+A common Rails sketch keeps its connections in a class variable; this is the same in Falcon.
 It works on one process, and on a laptop. Run two (two servers, or `uvicorn --workers 2`):
 
     uvicorn memory_subscribers:app --port 8001

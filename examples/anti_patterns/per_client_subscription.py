@@ -1,4 +1,4 @@
-"""Anti-pattern: the seed's SSE service (appendix A.3), one Redis subscription per client.
+"""Anti-pattern: the usual tutorial SSE service, one Redis subscription per client.
 
 Translated with ONE shared redis-py client, as one would write it in Python. Two faults:
 

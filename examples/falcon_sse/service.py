@@ -1,4 +1,4 @@
-"""The separate SSE service (the seed's appendix A.3), on sidestream's hub.
+"""The separate SSE service that tutorials sketch, made real on sidestream's hub.
 
 One process holds thousands of streams over ONE Redis subscription, checks each browser's token
 before sending a byte, resumes reconnecting browsers by id, and drains on shutdown. Run it with
@@ -28,7 +28,7 @@ def sign(user: str, expires: int) -> str:
 
 
 def verify_token(token: str) -> tuple[str, int]:
-    """The seed's stub, made real: a forged, altered or expired token is refused."""
+    """The usual `verify_token` stub, made real: forged, altered or expired tokens are refused."""
     user, _, rest = token.partition(".")
     expires = rest.partition(".")[0]
     if not expires.isdigit() or not hmac.compare_digest(
