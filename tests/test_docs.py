@@ -276,3 +276,33 @@ def test_netlify_build_command_produces_the_site(tmp_path: Path) -> None:
 
 def test_no_words_from_the_analysis_the_site_was_derived_from() -> None:
     assert analysis_words(ROOT) == []
+
+
+def test_event_stream_example_server_leaves_the_docs_port_alone() -> None:
+    # `python examples/event_stream/serve.py` runs beside `mkdocs serve` (port 8000): with no PORT
+    # it takes a free port and prints the address to open.
+    env = {k: v for k, v in os.environ.items() if k != "PORT"}
+    proc = subprocess.Popen(
+        [sys.executable, "serve.py"],
+        cwd=ROOT / "examples" / "event_stream",
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("open http://127.0.0.1:"), line
+        url = line.split()[1]
+        assert not url.endswith(":8000/")
+        import httpx
+
+        response = httpx.get(url, timeout=10)
+        assert response.status_code == 200 and "import { listen }" in response.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_every_next_link_follows_the_nav() -> None:
+    assert wrong_next_links(ROOT) == []

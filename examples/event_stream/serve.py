@@ -1,6 +1,7 @@
 """An event stream over plain HTTP (standard library only): the headers, retry, and resuming.
 
-Run `python serve.py`, then open http://127.0.0.1:8000/ (or set PORT).
+Run `python serve.py` and open the address it prints (a free port, or set PORT: the docs'
+own `mkdocs serve` has 8000).
 """
 
 import dataclasses
@@ -14,7 +15,9 @@ PAGE = b"""<!doctype html><meta charset="utf-8"><title>events</title><pre id="lo
 <script type="module">
   import { listen } from "/client.js";
   const log = document.getElementById("log");
-  listen("/events", ["message"], (event) => { log.textContent += JSON.stringify(event) + "\\n"; });
+  listen("/events", ["message"], (event) => {
+    log.textContent += JSON.stringify(event) + "\\n";
+  });
 </script>"""
 
 
@@ -61,5 +64,6 @@ class EventStream(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    port = int(os.environ.get("PORT", "8000"))
-    ThreadingHTTPServer(("127.0.0.1", port), EventStream).serve_forever()
+    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "0"))), EventStream)
+    print(f"open http://127.0.0.1:{server.server_port}/", flush=True)
+    server.serve_forever()
