@@ -62,7 +62,7 @@ class Proxy:
     https: str  # the TLS listener (HTTP/2 unless started with http2=False)
     http: str  # the port-80 server (redirects to https)
     cert: Path  # trust this to talk to `https`
-    streams_log: Path  # the /events access log (written when a request ends)
+    streams_log: Path  # the /events and /ws access log (written when a request ends)
     run: Path
 
     def client(self, timeout: float) -> httpx.Client:
@@ -100,7 +100,8 @@ def run_proxy(
     ]:
         config = replace_once(config, old, new)
     log = certs / "streams.log"
-    config = replace_once(config, "/var/log/nginx/streams.log", str(log))
+    assert config.count("/var/log/nginx/streams.log") == 2  # /events and /ws
+    config = config.replace("/var/log/nginx/streams.log", str(log))
     if edit is not None:
         config = edit(config)
     try:

@@ -10,10 +10,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import json
+import re
 import secrets
+import select
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -27,8 +33,10 @@ import flask
 import httpx
 import pytest
 import redis
+import uvicorn
 from deploy_stack import (
     DEPLOY,
+    NGINX_CONF,
     UNIT,
     UNIT_UVICORN,
     Instance,
@@ -38,6 +46,7 @@ from deploy_stack import (
 )
 from proxy_servers import EXAMPLES_DIR
 
+from sidestream.access import allow_everyone
 from sidestream.bus import AsyncBus, Bus, connect, connect_async
 from sidestream.service import create_app
 from sidestream.sse import Event
@@ -68,7 +77,11 @@ def open_stream(client: httpx.Client, url: str, **headers: str) -> Any:
 @pytest.fixture
 def service(backend_url: str, key_prefix: str) -> Iterator[tuple[str, Bus]]:
     """The stream service (uvicorn, in this process) and a bus to publish on the same Redis."""
-    app = create_app(AsyncBus(connect_async(backend_url), prefix=key_prefix), heartbeat=HEARTBEAT)
+    app = create_app(
+        AsyncBus(connect_async(backend_url), prefix=key_prefix),
+        authorize=allow_everyone,
+        heartbeat=HEARTBEAT,
+    )
     with serve_asgi(app) as base:
         yield base.removeprefix("http://"), Bus(connect(backend_url), prefix=key_prefix)
 
@@ -102,7 +115,11 @@ def test_nginx_passes_each_event_on_before_the_next_heartbeat(
 def test_with_buffering_on_nothing_arrives(key_prefix: str) -> None:
     # The control: the same config with buffering on, and the service's X-Accel-Buffering
     # header ignored, holds the whole response (even its headers) in nginx's buffer.
-    app = create_app(AsyncBus(connect_async("memory://"), prefix=key_prefix), heartbeat=HEARTBEAT)
+    app = create_app(
+        AsyncBus(connect_async("memory://"), prefix=key_prefix),
+        authorize=allow_everyone,
+        heartbeat=HEARTBEAT,
+    )
     bus = Bus(connect("memory://"), prefix=key_prefix)
 
     def buffering_on(config: str) -> str:
@@ -138,7 +155,12 @@ def api(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[str]:
         "-c",
         str(chapter / "gunicorn.conf.py"),
         cwd=tmp_path,
-        env={"PYTHONPATH": f"{chapter}:{tmp_path}", "WEB_CONCURRENCY": "1", "THREADS": "4"},
+        env={
+            "PYTHONPATH": f"{chapter}:{tmp_path}",
+            "REDIS_URL": redis_url,  # blocking.py's own module-level app connects too
+            "WEB_CONCURRENCY": "1",
+            "THREADS": "4",
+        },
         ready_path="/health",
     ) as base:
         yield base.removeprefix("http://")
@@ -148,7 +170,11 @@ def api(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[str]:
 def test_the_api_and_the_service_share_one_origin(
     api: str, redis_url: str, key_prefix: str
 ) -> None:
-    app = create_app(AsyncBus(connect_async(redis_url), prefix=key_prefix), heartbeat=HEARTBEAT)
+    app = create_app(
+        AsyncBus(connect_async(redis_url), prefix=key_prefix),
+        authorize=allow_everyone,
+        heartbeat=HEARTBEAT,
+    )
     with (
         serve_asgi(app) as service,
         run_proxy(api, (service.removeprefix("http://"),) * 2) as proxy,
@@ -286,7 +312,11 @@ def site(key_prefix: str) -> Iterator[tuple[str, str, Bus]]:
     """A page (the API stand-in) and the service on fakeredis; `host:port` of each and a bus."""
     page = flask.Flask("page")
     page.get("/")(lambda: "<!doctype html><title>sidestream</title><ul id=events></ul>")
-    app = create_app(AsyncBus(connect_async("memory://"), prefix=key_prefix), heartbeat=HEARTBEAT)
+    app = create_app(
+        AsyncBus(connect_async("memory://"), prefix=key_prefix),
+        authorize=allow_everyone,
+        heartbeat=HEARTBEAT,
+    )
     with serve_wsgi(page) as page_base, serve_asgi(app) as service_base:
         yield (
             page_base.removeprefix("http://"),
@@ -400,3 +430,170 @@ async def test_http2_every_tab_streams_over_one_connection(
             await tab.wait_for_function("window.got.length === 1")
             assert await tab.evaluate("window.got") == [f"for tab {number}"]
         await context.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# nginx in front of /ws: the upgrade passes, and the service's pings keep an idle socket open
+
+UVICORN_PING = inspect.signature(uvicorn.Config).parameters["ws_ping_interval"].default
+
+
+def location(config: str, name: str) -> str:
+    """The body of one `location` block of the config."""
+    found = re.search(rf"\n    location {re.escape(name)} \{{\n(.*?)\n    \}}", config, re.S)
+    assert found is not None, f"no location {name} in the config"
+    return found.group(1)
+
+
+def seconds(block: str, directive: str) -> float:
+    """The value of `directive 60s;` in a block of the config (the same in each server)."""
+    found = re.findall(rf"^\s*{directive} (\d+)s;", block, re.M)
+    assert len(set(found)) == 1, (directive, found)
+    return float(found[0])
+
+
+def test_each_read_timeout_outlasts_what_keeps_the_connection_busy() -> None:
+    config = NGINX_CONF.read_text()
+    heartbeat = inspect.signature(create_app).parameters["heartbeat"].default
+    assert "--ws-ping-interval" not in UNIT.read_text()  # the unit runs uvicorn's default
+    assert seconds(location(config, "= /ws"), "proxy_read_timeout") > UVICORN_PING
+    assert seconds(location(config, "/events"), "proxy_read_timeout") > heartbeat
+
+
+@pytest.fixture
+def public_service(key_prefix: str) -> Iterator[Any]:
+    """Start the service (public channels, fakeredis) with given uvicorn options; a bus too."""
+
+    @contextlib.contextmanager
+    def start(**uvicorn_options: Any) -> Iterator[tuple[str, Bus]]:
+        app = create_app(
+            AsyncBus(connect_async("memory://"), prefix=key_prefix),
+            authorize=allow_everyone,
+            heartbeat=HEARTBEAT,
+        )
+        with serve_asgi(app, **uvicorn_options) as base:
+            yield base.removeprefix("http://"), Bus(connect("memory://"), prefix=key_prefix)
+
+    return start
+
+
+@pytest.mark.parametrize("pings", [True, False], ids=["pings", "no-pings-control"])
+async def test_a_websocket_through_nginx_stays_open_while_the_service_pings(
+    public_service: Any, pings: bool
+) -> None:
+    # The config's ratio, on a shorter clock: nginx's /ws read timeout is 60 s against uvicorn's
+    # 20 s ping; here 3 s against a 1 s ping. Idle for 2.5 read timeouts, then an event.
+    ping = 1.0
+    read_timeout = seconds(location(NGINX_CONF.read_text(), "= /ws"), "proxy_read_timeout")
+    read_timeout *= ping / UVICORN_PING
+
+    def shorter(config: str) -> str:
+        ws = location(config, "= /ws")
+        return config.replace(
+            ws, re.sub(r"proxy_read_timeout \d+s;", f"proxy_read_timeout {read_timeout:g}s;", ws)
+        )
+
+    from websockets.asyncio.client import connect as ws_connect
+    from websockets.exceptions import ConnectionClosed
+
+    options = {"ws_ping_interval": ping, "ws_ping_timeout": ping} if pings else {}
+    options.setdefault("ws_ping_interval", None)  # the control: the service never pings
+    with (
+        public_service(**options) as (address, bus),
+        run_proxy(NOWHERE, (address, address), edit=shorter) as proxy,
+    ):
+        trust = ssl.create_default_context(cafile=str(proxy.cert))
+        url = f"{proxy.https.replace('https', 'wss')}/ws?channel=news"
+        # No pings from the client either: only the service's may keep the socket open.
+        async with ws_connect(url, ssl=trust, ping_interval=None, proxy=None) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), BOUND))["type"] == "ready"
+            await asyncio.sleep(2.5 * read_timeout)
+            event_id = bus.publish("news", "hello")
+            if pings:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), BOUND))
+                assert (frame["type"], frame["id"], frame["data"]) == ("event", event_id, "hello")
+            else:
+                with pytest.raises(ConnectionClosed):  # nginx cut it after its read timeout
+                    await asyncio.wait_for(ws.recv(), BOUND)
+        wait_until(lambda: "/ws" in proxy.streams_log.read_text())
+        log = proxy.streams_log.read_text()
+    assert '"GET /ws" 101' in log and "channel=" not in log
+
+
+# ---------------------------------------------------------------------------------------------
+# Slow and silent clients: uvicorn waits for them forever, nginx's timeouts close them
+
+
+class RawClient:
+    """A TCP (or TLS) connection that sends nothing, or its request head one byte a second."""
+
+    def __init__(self, address: str, trust: ssl.SSLContext | None, head: bytes = b"") -> None:
+        host, port = address.split(":")
+        sock = socket.create_connection((host, int(port)), timeout=BOUND)
+        self.sock = trust.wrap_socket(sock, server_hostname=host) if trust else sock
+        self.sock.setblocking(False)
+        self.head = head
+        self.opened = time.monotonic()
+        self.closed_after: float | None = None
+
+    def step(self) -> None:
+        """Send the next byte of the head (if any); note when the server has closed."""
+        if self.closed_after is not None:
+            return
+        try:
+            if self.head:
+                self.sock.send(self.head[:1])
+                self.head = self.head[1:]
+            ready, _, _ = select.select([self.sock], [], [], 0)
+            if ready and self.sock.recv(4096) == b"":
+                raise ConnectionResetError
+        except (ssl.SSLWantReadError, BlockingIOError):
+            pass
+        except OSError:  # reset, broken pipe, or the TLS session ended
+            self.closed_after = time.monotonic() - self.opened
+
+
+def test_nginx_closes_slow_and_silent_clients_and_keeps_streams(public_service: Any) -> None:
+    header_timeout = seconds(NGINX_CONF.read_text(), "client_header_timeout")
+    head = b"GET /events?channel=news HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"x" * 100
+    with (
+        public_service() as (address, bus),
+        run_proxy(NOWHERE, (address, address)) as proxy,
+        proxy.client(BOUND) as client,
+        open_stream(client, "/events?channel=news") as response,
+    ):
+        stream = StreamReader(response)
+        read_preamble(stream)
+        tls_port = proxy.https.removeprefix("https://")
+        trust = ssl.create_default_context(cafile=str(proxy.cert))
+        through_nginx = {
+            "silent, no TLS handshake": RawClient(tls_port, None),
+            "silent after the TLS handshake": RawClient(tls_port, trust),
+            "head trickled over TLS": RawClient(tls_port, trust, head),
+            "silent on port 80": RawClient(proxy.http.removeprefix("http://"), None),
+        }
+        straight_to_uvicorn = {
+            "silent": RawClient(address, None),
+            "head trickled": RawClient(address, None, head),
+        }
+        clients = [*through_nginx.values(), *straight_to_uvicorn.values()]
+        deadline = time.monotonic() + header_timeout + 15  # generous: the CPU is shared
+        while time.monotonic() < deadline and any(
+            c.closed_after is None for c in through_nginx.values()
+        ):
+            for c in clients:
+                c.step()
+            time.sleep(1)
+        for c in clients:
+            c.step()
+        event_id = bus.publish("news", "still here")
+        stream.read_until(lambda: bool(stream.events))
+        for c in clients:
+            c.sock.close()
+    closed = {name: c.closed_after for name, c in through_nginx.items()}
+    assert all(after is not None and after < header_timeout + 15 for after in closed.values())
+    assert {name: c.closed_after for name, c in straight_to_uvicorn.items()} == {
+        "silent": None,
+        "head trickled": None,
+    }  # uvicorn alone still holds both
+    assert stream.events == [Event("still here", id=event_id)]  # the stream outlived them all
