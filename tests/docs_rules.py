@@ -285,3 +285,29 @@ def wrong_next_links(root: Path) -> list[str]:
                     f"{following or 'none (this is the last page)'}"
                 )
     return problems
+
+
+def modules_without_reference(root: Path) -> list[str]:
+    """Every public module of the library has its page under docs/reference/ (`::: module`)."""
+    package = root / "src" / "sidestream"
+    modules = {
+        ".".join(("sidestream", *p.relative_to(package).with_suffix("").parts))
+        for p in package.rglob("*.py")
+        if not any(part.startswith("_") for part in p.relative_to(package).parts)
+    } | {
+        ".".join(("sidestream", *p.parent.relative_to(package).parts))
+        for p in package.rglob("__init__.py")
+        if p.parent != package
+        and not any(part.startswith("_") for part in p.parent.relative_to(package).parts)
+    }
+    documented = {
+        match[1]
+        for page in (root / "docs" / "reference").glob("*.md")
+        for match in re.finditer(r"^::: ([\w.]+)\s*$", page.read_text(encoding="utf-8"), re.M)
+    }
+    # A module inside a documented package is rendered with it.
+    return [
+        f"{module} has no page under docs/reference/ (a page with `::: {module}`)"
+        for module in sorted(modules)
+        if not any(module == d or module.startswith(d + ".") for d in documented)
+    ]

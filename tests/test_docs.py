@@ -16,6 +16,7 @@ from docs_rules import (
     analysis_words,
     broken_includes,
     hand_typed_numbers,
+    modules_without_reference,
     nav_order,
     only_includes,
     overlong_example_lines,
@@ -306,3 +307,17 @@ def test_event_stream_example_server_leaves_the_docs_port_alone() -> None:
 
 def test_every_next_link_follows_the_nav() -> None:
     assert wrong_next_links(ROOT) == []
+
+
+def test_every_module_has_a_reference_page(tmp_path: Path) -> None:
+    assert modules_without_reference(ROOT) == []
+    (tmp_path / "src" / "sidestream" / "hub").mkdir(parents=True)
+    (tmp_path / "docs" / "reference").mkdir(parents=True)
+    for name in ("__init__.py", "sse.py", "_private.py", "hub/__init__.py", "hub/listener.py"):
+        (tmp_path / "src" / "sidestream" / name).write_text("")
+    (tmp_path / "docs" / "reference" / "sse.md").write_text("# sse\n\n::: sidestream.sse\n")
+    assert modules_without_reference(tmp_path) == [
+        "sidestream.hub has no page under docs/reference/ (a page with `::: sidestream.hub`)",
+        "sidestream.hub.listener has no page under docs/reference/ "
+        "(a page with `::: sidestream.hub.listener`)",
+    ]
