@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 ## serve: the site on http://$(HOST):$(PORT), reloading on changes to docs/, examples/ and src/,
 ## with the live demo's server (Flask API + stream service on the embedded fakeredis) beside it
 serve: $(STAMP)
-	@DEMO_PORT=$(DEMO_PORT) DEMO_ORIGINS=http://$(HOST):$(PORT),http://localhost:$(PORT) \
+	@REDIS_URL=memory:// DEMO_PORT=$(DEMO_PORT) \
+	  DEMO_ORIGINS=http://$(HOST):$(PORT),http://localhost:$(PORT) \
 	  $(BIN)/python examples/live_demo/demo.py & demo=$$!; \
 	  trap 'kill $$demo 2>/dev/null; wait $$demo 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/mkdocs serve --dev-addr $(HOST):$(PORT)

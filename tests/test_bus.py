@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +30,7 @@ from sidestream.errors import (
     HistoryGap,
     InvalidArgument,
     InvalidChannel,
+    InvalidConfig,
     InvalidCursor,
     InvalidEvent,
     PayloadTooLarge,
@@ -511,12 +513,38 @@ def test_connect_reads_redis_url_from_the_environment(
     assert is_fake == (backend_url == "memory://")
 
 
-def test_unset_redis_url_means_the_one_embedded_server(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("unset", [None, "", "  "])
+def test_an_unset_redis_url_is_an_error_naming_both_choices(
+    monkeypatch: pytest.MonkeyPatch, unset: str | None
+) -> None:
+    if unset is None:
+        monkeypatch.delenv("REDIS_URL", raising=False)
+    else:
+        monkeypatch.setenv("REDIS_URL", unset)
+    for make in (connect, connect_async):
+        with pytest.raises(InvalidConfig, match=r"(?s)redis://host:6379/0.*memory://"):
+            make()
+    with pytest.raises(InvalidConfig, match="REDIS_URL is not set"):
+        connect("")
+
+
+def test_memory_url_is_the_one_embedded_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
-    first, second = connect(), connect("memory://")
+    first, second = connect("memory://"), connect_async("memory://")
     assert isinstance(first, fakeredis.FakeRedis)
     assert first.connection_pool.connection_kwargs["server"] is bus_module.fake_server()
     assert second.connection_pool.connection_kwargs["server"] is bus_module.fake_server()
+    assert (bus_module.backend(first), bus_module.backend(second)) == ("memory", "memory")
+    assert bus_module.backend(connect("redis://127.0.0.1:1/0")) == "redis"  # no connection made
+
+
+def test_memory_url_without_fakeredis_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "fakeredis", None)  # import fakeredis raises ImportError
+    for make in (connect, connect_async):
+        with pytest.raises(InvalidConfig, match=r"pip install 'sidestream\[memory\]'"):
+            make("memory://")
 
 
 # --- async --------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import re
 import threading
 import time
@@ -24,7 +25,15 @@ from sidestream.errors import (
     NotInitialized,
     Unauthorized,
 )
-from sidestream.flask import CONFIG_KEYS, Settings, Sidestream, State, bus, get_state
+from sidestream.flask import (
+    CONFIG_KEYS,
+    Settings,
+    Sidestream,
+    State,
+    allow_everyone,
+    bus,
+    get_state,
+)
 from sidestream.tokens import StreamTokens
 
 KEY = "flask-extension-test-key-of-32-bytes"
@@ -45,9 +54,12 @@ def make_app(
 
     def make(
         ext: Sidestream | None = None,
-        authorize_read: Callable[[str], bool] | None = None,
+        authorize_read: Callable[[str], bool] | str | None = "public",
         **config: Any,
     ) -> flask.Flask:
+        if authorize_read == "public":  # no hook on the extension: these channels are public
+            authorize_read = None if ext is not None and ext.read_hook else allow_everyone
+        assert not isinstance(authorize_read, str)
         app = flask.Flask(f"app{len(made)}")
         app.config.update(SIDESTREAM_REDIS_URL=backend_url, SIDESTREAM_KEY_PREFIX=key_prefix)
         app.config.update(config)
@@ -108,7 +120,7 @@ def test_settings_come_from_app_config(make_app: MakeApp, key_prefix: str) -> No
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.delenv("SIDESTREAM_TOKEN_KEY", raising=False)
-    settings = Settings.from_config({})
+    settings = Settings.from_config({"SIDESTREAM_REDIS_URL": "memory://"})
     assert settings == Settings(redis_url="memory://")
     assert (settings.key_prefix, settings.longpoll_prefix, settings.token_ttl) == (
         "sidestream:",
@@ -116,6 +128,19 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         300.0,
     )
     assert settings.token_key is None and settings.stream_url is None and settings.json_errors
+
+
+@pytest.mark.parametrize("unset", [None, ""])
+def test_no_redis_url_anywhere_is_an_error_naming_both_choices(
+    monkeypatch: pytest.MonkeyPatch, unset: str | None
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    app = flask.Flask(__name__)
+    if unset is not None:
+        app.config["SIDESTREAM_REDIS_URL"] = unset
+    with pytest.raises(InvalidConfig, match=r"(?s)SIDESTREAM_REDIS_URL.*redis://.*memory://"):
+        Sidestream(app, authorize_read=allow_everyone)
+    assert "sidestream" not in app.extensions
 
 
 def test_redis_url_and_token_key_default_to_the_environment(
@@ -163,6 +188,7 @@ def test_bad_config_raises_at_init_app_naming_the_key(
     config: dict[str, Any], message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SIDESTREAM_TOKEN_KEY", raising=False)
+    monkeypatch.setenv("REDIS_URL", "memory://")
     app = flask.Flask(__name__)
     app.config.update(config)
     with pytest.raises(InvalidConfig, match=message):
@@ -219,7 +245,7 @@ def test_two_apps_with_one_extension_are_isolated(make_app: MakeApp, key_prefix:
 
 def test_a_read_hook_per_app_overrides_the_extensions(make_app: MakeApp) -> None:
     ext = Sidestream(authorize_read=lambda channel: channel == "public")
-    default = make_app(ext)
+    default = make_app(ext, authorize_read=None)
     own = make_app(ext, authorize_read=lambda channel: channel == "mine")
     assert poll(default, "/poll/public").status_code == 200
     assert poll(default, "/poll/mine").status_code == 403
@@ -282,7 +308,7 @@ def test_redis_down_is_a_503_with_retry_after(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("SIDESTREAM_TOKEN_KEY", raising=False)
     app = flask.Flask(__name__)
     app.config["SIDESTREAM_REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-    Sidestream(app)  # connects lazily: the app starts
+    Sidestream(app, authorize_read=allow_everyone)  # connects lazily: the app starts
     try:
         reply = poll(app, "/poll/news?last_id=0-0&timeout=1")
         assert (reply.status_code, reply.json["error"]) == (503, "unavailable")
@@ -325,6 +351,30 @@ def test_the_read_hook_decides_per_request(make_app: MakeApp) -> None:
     assert (admin.status_code, admin.json["detail"]) == (403, "admins only")
     assert client.get("/poll/bad name", headers={"X-User": "ann"}).status_code == 400
     assert calls == [("user:ann", "ann"), ("user:bob", "ann"), ("user:ann", None), ("admin", "ann")]
+
+
+def test_reads_are_closed_without_a_hook(make_app: MakeApp) -> None:
+    reply = poll(make_app(authorize_read=None), "/poll/news?last_id=0-0&timeout=1")
+    assert reply.status_code == 403
+    assert reply.json["error"] == "forbidden"
+    assert "@sidestream.authorize_read" in reply.json["detail"]
+    assert "allow_everyone" in reply.json["detail"]
+
+
+def test_allow_everyone_is_said_by_name_and_logged(
+    make_app: MakeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="sidestream.flask"):
+        app = make_app(authorize_read=allow_everyone)
+    assert [r.getMessage()[:36] for r in caplog.records] == ["authorize_read=allow_everyone: every"]
+    assert poll(app, "/poll/anything?last_id=0-0&timeout=1").status_code == 200
+
+
+def test_the_services_async_authorizers_are_refused_as_read_hooks() -> None:
+    from sidestream.access import allow_everyone as service_allow_everyone
+
+    with pytest.raises(InvalidConfig, match=r"sidestream\.flask\.allow_everyone"):
+        Sidestream(authorize_read=service_allow_everyone)  # type: ignore[arg-type]
 
 
 def test_a_hook_that_returns_nothing_refuses(make_app: MakeApp) -> None:
@@ -487,7 +537,7 @@ def test_one_pool_per_app_not_a_connection_per_request(
     app.config.update(
         SIDESTREAM_REDIS_URL=f"{redis_url}?client_name={name}", SIDESTREAM_KEY_PREFIX=key_prefix
     )
-    ext = Sidestream(app)
+    ext = Sidestream(app, authorize_read=allow_everyone)
     add_publish_view(app, ext)
     client = app.test_client()
     try:
@@ -500,7 +550,7 @@ def test_one_pool_per_app_not_a_connection_per_request(
         # A second app closes its pool when it is garbage-collected.
         other = flask.Flask("other")
         other.config.update(app.config)
-        Sidestream(other)
+        Sidestream(other, authorize_read=allow_everyone)
         assert poll(other, "/poll/c").status_code == 200
         assert connections_named(name, redis_url) == 1
         del other

@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import fakeredis
 import falcon.testing
 import pytest
 
-from sidestream.access import Grant
+from sidestream.access import Grant, allow_all, allow_everyone
 from sidestream.bus import AsyncBus
 from sidestream.errors import Forbidden, InvalidArgument, Unauthorized
 from sidestream.hub import Hub, close_event
@@ -41,6 +43,7 @@ def make_app(bus: AsyncBus, **options: Any) -> StreamApp:
         queue_size=options.pop("queue_size", 256),
         cutoff_grace=options.pop("cutoff_grace", 5.0),
     )
+    options.setdefault("authorize", allow_everyone)  # public channels, said by name
     return create_app(hub=hub, drain_on_signal=False, **options)
 
 
@@ -305,7 +308,28 @@ async def test_cors_allows_exactly_the_listed_origins(
 
 def test_a_wildcard_origin_is_refused(bus: AsyncBus) -> None:
     with pytest.raises(InvalidArgument, match="exact origins"):
-        create_app(bus, cors_origins=["*"])
+        create_app(bus, authorize=allow_everyone, cors_origins=["*"])
+
+
+def test_reads_are_closed_until_an_authorizer_is_named(bus: AsyncBus) -> None:
+    with pytest.raises(TypeError, match="authorize"):
+        create_app(bus)  # type: ignore[call-arg]
+    with pytest.raises(InvalidArgument, match="allow_everyone"):
+        create_app(bus, authorize=None)  # type: ignore[arg-type]
+    assert allow_all is allow_everyone  # the old name, kept for one release
+
+
+async def test_allow_everyone_logs_one_warning_at_startup(
+    bus: AsyncBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    for authorize, expected in ((allow_everyone, 1), (refuse, 0)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="sidestream.service"):
+            async with falcon.testing.ASGIConductor(make_app(bus, authorize=authorize)) as c:
+                await c.simulate_get("/healthz")
+                await c.simulate_get("/healthz")
+        warnings = [r for r in caplog.records if "allow_everyone" in r.getMessage()]
+        assert len(warnings) == expected, caplog.text
 
 
 async def test_idle_streams_get_heartbeat_comments(bus: AsyncBus) -> None:
@@ -382,7 +406,13 @@ async def test_metrics_count_exactly(bus: AsyncBus) -> None:
                 "sidestream_websocket_messages_refused_total": 0,
             }
         health = await conductor.simulate_get("/healthz")
-        assert health.json == {"status": "ok", "redis": "up", "open_streams": 0}
+        backend = "memory" if isinstance(bus.redis, fakeredis.FakeAsyncRedis) else "redis"
+        assert health.json == {
+            "status": "ok",
+            "backend": backend,
+            "redis": "up",
+            "open_streams": 0,
+        }
 
 
 def parse_metrics(text: str) -> dict[str, int]:

@@ -523,11 +523,11 @@ async def test_metrics_count_sockets_and_messages(bus: AsyncBus) -> None:
 @pytest.mark.parametrize("setting", ["max_message_bytes", "publish_concurrency"])
 def test_websocket_settings_are_checked(bus: AsyncBus, setting: str) -> None:
     with pytest.raises(InvalidArgument, match=f"{setting} must be an int >= 1, not 0"):
-        create_app(bus, **{setting: 0})
+        create_app(bus, authorize=authorizer(TOKENS), **{setting: 0})
 
 
 def test_no_websocket_route_when_the_path_is_none(bus: AsyncBus) -> None:
-    app = create_app(bus, websocket_path=None, drain_on_signal=False)
+    app = create_app(bus, authorize=authorizer(TOKENS), websocket_path=None, drain_on_signal=False)
     assert app.sockets is None
 
 

@@ -4,7 +4,9 @@ The service calls an authorizer once per stream, before anything is sent. It ret
 [`Grant`][sidestream.access.Grant] or raises
 [`Unauthorized`][sidestream.errors.Unauthorized] (401) /
 [`Forbidden`][sidestream.errors.Forbidden] (403). `sidestream.tokens` provides one built on signed
-stream tokens; any callable with this signature works.
+stream tokens; any callable with this signature works. There is no default: reads are closed
+until the app names an authorizer, and [`allow_everyone`][sidestream.access.allow_everyone] is
+how an app with public channels says so.
 """
 
 from __future__ import annotations
@@ -40,6 +42,20 @@ class Grant:
 Authorizer: TypeAlias = Callable[[Any, Sequence[str]], Awaitable[Grant]]
 
 
-async def allow_all(request: Any, channels: Sequence[str]) -> Grant:
-    """The authorizer for public channels: everyone may read everything."""
+async def allow_everyone(request: Any, channels: Sequence[str]) -> Grant:
+    """The authorizer for public channels, said by name: everyone may *read* every channel.
+
+    It grants no publishing (a WebSocket client gets `forbidden` for every message). The
+    stream service logs a warning once at startup when it is given this authorizer, so an
+    open service is never an accident.
+    """
     return Grant()
+
+
+allow_all = allow_everyone
+"""The old name of [`allow_everyone`][sidestream.access.allow_everyone], kept for one release."""
+
+
+def is_allow_everyone(authorize: object) -> bool:
+    """True when `authorize` is [`allow_everyone`][sidestream.access.allow_everyone]."""
+    return authorize is allow_everyone

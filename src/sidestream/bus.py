@@ -64,6 +64,7 @@ from sidestream.errors import (
     HistoryGap,
     InvalidArgument,
     InvalidChannel,
+    InvalidConfig,
     InvalidCursor,
     InvalidEvent,
     PayloadTooLarge,
@@ -79,6 +80,7 @@ __all__ = [
     "SOCKET_TIMEOUT",
     "AsyncBus",
     "Bus",
+    "backend",
     "connect",
     "connect_async",
     "decode_live",
@@ -91,7 +93,8 @@ CHANNEL_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
 """What a channel name may be: a letter or digit, then up to 127 of letters, digits and `._:/-`."""
 
 MEMORY_URL: Final = "memory://"
-"""The URL of the embedded fakeredis server (also what an unset `REDIS_URL` means)."""
+"""The URL of the embedded fakeredis server: the only way to it (an unset `REDIS_URL` is an
+error, not this)."""
 
 SOCKET_TIMEOUT: Final = 35.0
 """Socket timeout (seconds) of the clients [`connect`][sidestream.bus.connect] makes: longer than
@@ -128,51 +131,79 @@ def fake_server() -> fakeredis.FakeServer:
     global _server
     with _server_lock:
         if _server is None:
-            import fakeredis
-
-            _server = fakeredis.FakeServer()
+            _server = _fakeredis().FakeServer()
         return _server
 
 
 def _resolve(url: str | None) -> str | None:
-    """The real Redis URL to use, or None for the embedded server."""
-    url = url if url is not None else os.environ.get("REDIS_URL", "")
-    return None if url in ("", MEMORY_URL) else url
+    """The real Redis URL to use, or None for the embedded server (`memory://` only)."""
+    if url is None:
+        url = os.environ.get("REDIS_URL", "")
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidConfig(
+            "REDIS_URL is not set: set it (or pass a URL) to your Redis, like "
+            "'redis://host:6379/0' (also rediss:// and unix://), or to 'memory://' for the "
+            "embedded fakeredis server of this one process (for trying and testing only)"
+        )
+    return None if url == MEMORY_URL else url
+
+
+def _fakeredis() -> Any:
+    try:
+        import fakeredis
+    except ImportError:
+        raise InvalidConfig(
+            "memory:// needs fakeredis, which is not installed: pip install 'sidestream[memory]' "
+            "(or point REDIS_URL at a real Redis, like 'redis://host:6379/0')"
+        ) from None
+    return fakeredis
+
+
+def backend(client: Any) -> str:
+    """`"memory"` for a client of the embedded fakeredis server, else `"redis"`."""
+    return "memory" if type(client).__module__.split(".")[0] == "fakeredis" else "redis"
 
 
 def connect(url: str | None = None) -> redis.Redis:
     """A sync Redis client for [`Bus`][sidestream.bus.Bus].
 
     Args:
-        url: A `redis://` / `rediss://` / `unix://` URL; defaults to the `REDIS_URL` environment
-            variable. Unset, empty or `memory://` gives a client of the embedded fakeredis server
-            (one per process, shared with [`connect_async`][sidestream.bus.connect_async]).
-            Query options in the URL (`?max_connections=200&socket_timeout=40`) override the
-            defaults set here.
+        url: A `redis://` / `rediss://` / `unix://` URL, or `memory://` for the embedded
+            fakeredis server (one per process, shared with
+            [`connect_async`][sidestream.bus.connect_async]; needs `sidestream[memory]`).
+            Defaults to the `REDIS_URL` environment variable. Query options in the URL
+            (`?max_connections=200&socket_timeout=40`) override the defaults set here.
 
     Returns:
         A client with `decode_responses=False` and a socket timeout of
         [`SOCKET_TIMEOUT`][sidestream.bus.SOCKET_TIMEOUT].
+
+    Raises:
+        InvalidConfig: no URL and `REDIS_URL` unset or empty (there is no silent default: an
+            API and a service that each fell back to their own embedded server would never
+            see each other's events), or `memory://` without fakeredis installed.
     """
     real = _resolve(url)
     if real is None:
-        import fakeredis
-
-        return fakeredis.FakeRedis(server=fake_server(), socket_timeout=SOCKET_TIMEOUT)
+        client: redis.Redis = _fakeredis().FakeRedis(
+            server=fake_server(), socket_timeout=SOCKET_TIMEOUT
+        )
+        return client
     return redis.Redis.from_url(real, socket_timeout=SOCKET_TIMEOUT)
 
 
 def connect_async(url: str | None = None) -> redis.asyncio.Redis:
     """An asyncio client for [`AsyncBus`][sidestream.bus.AsyncBus].
 
-    Same URL rules and settings as [`connect`][sidestream.bus.connect]; a `memory://` client
-    shares the embedded server with the sync ones.
+    Same URL rules, settings and errors as [`connect`][sidestream.bus.connect]; a `memory://`
+    client shares the embedded server with the sync ones.
     """
     real = _resolve(url)
     if real is None:
-        import fakeredis
-
-        return fakeredis.FakeAsyncRedis(server=fake_server(), socket_timeout=SOCKET_TIMEOUT)
+        client: redis.asyncio.Redis = _fakeredis().FakeAsyncRedis(
+            server=fake_server(), socket_timeout=SOCKET_TIMEOUT
+        )
+        return client
     return redis.asyncio.Redis.from_url(real, socket_timeout=SOCKET_TIMEOUT)
 
 

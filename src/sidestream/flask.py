@@ -7,7 +7,8 @@ from sidestream.flask import Sidestream
 
 app = flask.Flask(__name__)
 app.config.update(SIDESTREAM_REDIS_URL="memory://", SIDESTREAM_KEY_PREFIX="doc-ext:")
-sidestream = Sidestream(app)  # or: sidestream = Sidestream(); sidestream.init_app(app)
+# or: sidestream = Sidestream(); sidestream.init_app(app, authorize_read=...)
+sidestream = Sidestream(app, authorize_read=lambda channel: channel == "news")
 
 with app.app_context():
     first = sidestream.publish("news", "hello")
@@ -30,8 +31,10 @@ It also registers:
 
 - the **long-poll blueprint** `sidestream` at `SIDESTREAM_LONGPOLL_PREFIX` (default `/poll`):
   `GET /poll/<channel>?last_id=&timeout=`, answered by
-  [`flask_long_poll`][sidestream.longpoll.flask_long_poll], after the optional
-  [`authorize_read`][sidestream.flask.Sidestream.authorize_read] hook allowed it;
+  [`flask_long_poll`][sidestream.longpoll.flask_long_poll] once the
+  [`authorize_read`][sidestream.flask.Sidestream.authorize_read] hook allowed it. Reads are
+  closed until a hook is given: without one every poll is a 403 naming the fix, and public
+  channels say [`allow_everyone`][sidestream.flask.allow_everyone];
 - with `SIDESTREAM_JSON_ERRORS` (default on), **JSON error handlers** for the library's errors
   raised in any view: a bad channel name, cursor or event type is a 400, data over the cap a 413,
   [`Unauthorized`][sidestream.errors.Unauthorized] a 401 and
@@ -48,6 +51,8 @@ from __future__ import annotations
 
 import difflib
 import functools
+import inspect
+import logging
 import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -84,9 +89,12 @@ __all__ = [
     "Sidestream",
     "State",
     "TokenGrant",
+    "allow_everyone",
     "bus",
     "get_state",
 ]
+
+log = logging.getLogger("sidestream.flask")
 
 EXTENSION_KEY: Final = "sidestream"
 """The key of this extension's [`State`][sidestream.flask.State] in `app.extensions`, and the
@@ -94,6 +102,31 @@ name of its blueprint."""
 
 ReadAuthorizer: TypeAlias = Callable[[str], bool]
 """`(channel) -> bool`, called inside the request: `True` lets the request read the channel."""
+
+
+def allow_everyone(channel: str) -> bool:
+    """The read hook for public channels, said by name: every request may long-poll every
+    channel. The extension logs a warning when it is given this hook."""
+    return True
+
+
+def _check_hook(hook: ReadAuthorizer | None) -> ReadAuthorizer | None:
+    if hook is not None and (
+        inspect.iscoroutinefunction(hook) or not callable(hook) or isinstance(hook, type)
+    ):
+        raise InvalidConfig(
+            f"authorize_read must be a plain function (channel) -> bool, not {hook!r}: the "
+            "stream service's async authorizers (sidestream.access.allow_everyone, "
+            "sidestream.tokens.authorizer) do not fit here; public channels use "
+            "sidestream.flask.allow_everyone"
+        )
+    if hook is allow_everyone:
+        log.warning(
+            "authorize_read=allow_everyone: every request may long-poll every channel; give a "
+            "hook that checks the user unless every channel is public"
+        )
+    return hook
+
 
 TokenGrant: TypeAlias = tuple[str | None, Sequence[str]]
 """What a token view returns: the token's subject (a user id, or `None`) and its channels."""
@@ -123,9 +156,10 @@ class ConfigKey:
 CONFIG_KEYS: Final[tuple[ConfigKey, ...]] = (
     ConfigKey(
         "SIDESTREAM_REDIS_URL",
-        "env `REDIS_URL`, else `memory://`",
+        "env `REDIS_URL`; required",
         "Redis to publish to and wait on (`redis://`, `rediss://`, `unix://`); `memory://` is the "
-        "embedded fakeredis. Pool options go in the query: `?max_connections=200`.",
+        "embedded fakeredis, only when asked for. Pool options go in the query: "
+        "`?max_connections=200`.",
     ),
     ConfigKey(
         "SIDESTREAM_KEY_PREFIX",
@@ -228,7 +262,7 @@ class Settings:
                 )
                 raise InvalidConfig(f"{name} is not a sidestream setting: {hint}")
         defaults = cls(redis_url=MEMORY_URL)
-        url = _url(config.get("SIDESTREAM_REDIS_URL") or env.get("REDIS_URL") or MEMORY_URL)
+        url = _url(config.get("SIDESTREAM_REDIS_URL") or env.get("REDIS_URL") or None)
         token_key = config.get("SIDESTREAM_TOKEN_KEY") or env.get(KEY_ENV) or None
         if token_key is not None and not isinstance(token_key, str | bytes):
             raise InvalidConfig(
@@ -270,6 +304,12 @@ class Settings:
 
 
 def _url(value: object) -> str:
+    if value is None:
+        raise InvalidConfig(
+            "SIDESTREAM_REDIS_URL is not set (nor REDIS_URL): set it to your Redis, like "
+            "'redis://host:6379/0', or to 'memory://' for the embedded fakeredis server of this "
+            "one process (for trying and testing only)"
+        )
     if not isinstance(value, str):
         raise InvalidConfig(
             f"SIDESTREAM_REDIS_URL must be a str URL like 'redis://localhost:6379/0', not {value!r}"
@@ -394,7 +434,7 @@ class Sidestream:
     def __init__(
         self, app: flask.Flask | None = None, *, authorize_read: ReadAuthorizer | None = None
     ) -> None:
-        self._read_hook = authorize_read
+        self._read_hook = _check_hook(authorize_read)
         if app is not None:
             self.init_app(app)
 
@@ -404,6 +444,7 @@ class Sidestream:
         Args:
             app: The Flask app.
             authorize_read: A read hook for this app only, overriding the extension's.
+                Without any hook every long poll is refused (403).
 
         Raises:
             InvalidConfig: a `SIDESTREAM_*` key is wrong (the message names it), or the app is
@@ -434,7 +475,7 @@ class Sidestream:
                 max_data_bytes=settings.max_data_bytes,
             ),
             tokens=tokens,
-            authorize_read=authorize_read,
+            authorize_read=_check_hook(authorize_read),
             extension=self,
             _closer=weakref.finalize(app, client.close),
         )
@@ -450,6 +491,11 @@ class Sidestream:
     def bus(self) -> Bus:
         """The current app's [`Bus`][sidestream.bus.Bus]."""
         return get_state().bus
+
+    @property
+    def read_hook(self) -> ReadAuthorizer | None:
+        """The extension's default read hook (an app's own, given to `init_app`, wins)."""
+        return self._read_hook
 
     @property
     def settings(self) -> Settings:
@@ -510,11 +556,12 @@ class Sidestream:
         answers `403 {"error": "forbidden", ...}`; raising
         [`Unauthorized`][sidestream.errors.Unauthorized] or
         [`Forbidden`][sidestream.errors.Forbidden] answers 401 or 403 with its reason. Without a
-        hook every channel is public.
+        hook every long poll is refused with 403; public channels say
+        [`allow_everyone`][sidestream.flask.allow_everyone].
 
         Use it as a decorator: `@sidestream.authorize_read`.
         """
-        self._read_hook = hook
+        self._read_hook = _check_hook(hook)
         return hook
 
     def token_endpoint(self, grant: Callable[P, TokenGrant]) -> Callable[P, flask.Response]:
@@ -527,6 +574,7 @@ class Sidestream:
         from sidestream.flask import Sidestream
 
         app = flask.Flask(__name__)
+        app.config["SIDESTREAM_REDIS_URL"] = "memory://"
         app.config["SIDESTREAM_TOKEN_KEY"] = "a-secret-of-at-least-32-bytes-long!!"
         sidestream = Sidestream(app)
 
@@ -609,14 +657,21 @@ def _long_poll_blueprint() -> flask.Blueprint:
         except InvalidChannel as exc:
             body = {"error": "invalid_parameter", "parameter": "channel", "detail": str(exc)}
             return _json(400, body)
-        hook = state.authorize_read or state.extension._read_hook
-        if hook is not None:
-            try:
-                allowed = hook(channel)
-            except AccessDenied as exc:
-                return _error_response(exc)
-            if allowed is not True:
-                return _error_response(Forbidden(f"you may not read channel {channel!r}"))
+        hook = state.authorize_read or state.extension.read_hook
+        if hook is None:
+            return _error_response(
+                Forbidden(
+                    "reads are closed: this app has no read hook; register one with "
+                    "@sidestream.authorize_read (or authorize_read=sidestream.flask."
+                    "allow_everyone for public channels)"
+                )
+            )
+        try:
+            allowed = hook(channel)
+        except AccessDenied as exc:
+            return _error_response(exc)
+        if allowed is not True:
+            return _error_response(Forbidden(f"you may not read channel {channel!r}"))
         return flask_long_poll(state.bus, channel, limit=state.settings.longpoll_limit)
 
     return blueprint

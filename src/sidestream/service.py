@@ -9,7 +9,9 @@
 | `GET /healthz` | `{"status": "ok", ...}`; 503 while draining |
 | `GET /metrics` | Prometheus text: open streams, channels, deliveries, cut-offs, reconnects |
 
-The module-level `app` is configured from `REDIS_URL`, for `uvicorn sidestream.service:app`.
+The module-level `app` is configured from `REDIS_URL` and `SIDESTREAM_TOKEN_KEY` (its streams are
+authorized by [stream tokens][sidestream.tokens.authorizer]), for
+`uvicorn sidestream.service:app`.
 
 A stream starts with a `retry:` hint (with jitter, so that a restart does not bring every client
 back in the same second) and the `id:` of the client's position; then come the events. A client
@@ -34,13 +36,15 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from sidestream.access import Authorizer, allow_all
-from sidestream.bus import AsyncBus, connect_async, validate_channel
+from sidestream.access import Authorizer, is_allow_everyone
+from sidestream.bus import AsyncBus, backend, connect_async, validate_channel
 from sidestream.errors import (
     AccessDenied,
     InvalidArgument,
     InvalidChannel,
+    InvalidConfig,
     InvalidCursor,
+    InvalidTokenConfig,
     Unauthorized,
     Unavailable,
 )
@@ -305,6 +309,7 @@ class _Health:
         draining = self.app.hub.draining
         resp.media = {
             "status": "draining" if draining else "ok",
+            "backend": backend(self.app.hub.bus.redis),
             "redis": "up" if stats.connected else "down",
             "open_streams": stats.open_streams,
         }
@@ -375,11 +380,18 @@ class _Vary:
 class _Lifespan:
     """Starts the hub; on shutdown (or on the signal that starts it) drains every stream."""
 
-    def __init__(self, app: StreamApp, drain_on_signal: bool) -> None:
+    def __init__(self, app: StreamApp, drain_on_signal: bool, open_reads: bool) -> None:
         self.app = app
         self.drain_on_signal = drain_on_signal
+        self.open_reads = open_reads
 
     async def process_startup(self, scope: Any, event: Any) -> None:
+        if self.open_reads:
+            log.warning(
+                "authorize=allow_everyone: every client may read every channel of this service "
+                "(no publishing); pass an authorizer such as sidestream.tokens.authorizer(...) "
+                "unless every channel is public"
+            )
         await self.app.hub.start()
         if self.drain_on_signal:
             _drain_on_signals(asyncio.get_running_loop(), self.app.begin_drain)
@@ -417,7 +429,7 @@ def create_app(
     bus: AsyncBus | None = None,
     *,
     hub: Hub | None = None,
-    authorize: Authorizer = allow_all,
+    authorize: Authorizer,
     cors_origins: Iterable[str] = (),
     cors_credentials: bool = True,
     heartbeat: float = 15.0,
@@ -440,13 +452,16 @@ def create_app(
 
     Args:
         bus: The bus to read; default: an [`AsyncBus`][sidestream.bus.AsyncBus] on `REDIS_URL`
-            (unset or `memory://`: the embedded fakeredis).
+            (`memory://`: the embedded fakeredis; unset: `InvalidConfig`).
         hub: A ready-made [`Hub`][sidestream.hub.Hub] (then `bus`, `heartbeat` and
             `queue_size` are its own).
         authorize: Called with the request and the channels before a stream opens; raises
             [`Unauthorized`][sidestream.errors.Unauthorized] (401) or
             [`Forbidden`][sidestream.errors.Forbidden] (403). Its `Grant.expires_at` closes
-            the stream at that time. Default: everyone may read every channel.
+            the stream at that time. Required: reads are closed until you name one, such as
+            [`sidestream.tokens.authorizer`][sidestream.tokens.authorizer]; public channels say
+            [`allow_everyone`][sidestream.access.allow_everyone] (logged as a warning once at
+            startup).
         cors_origins: Origins (`https://app.example.com`) whose pages may open streams. Never
             `*`: a browser sends no cookies to a wildcard, and the list is the point.
         cors_credentials: Send `Access-Control-Allow-Credentials: true` to those origins (needed
@@ -476,7 +491,13 @@ def create_app(
 
     Raises:
         InvalidArgument: a setting is out of range, or `*` in `cors_origins`.
+        InvalidConfig: no `bus` or `hub`, and `REDIS_URL` is unset.
     """
+    if not callable(authorize):
+        raise InvalidArgument(
+            "authorize must be an authorizer, like sidestream.tokens.authorizer(tokens), or "
+            f"sidestream.access.allow_everyone for public channels; not {authorize!r}"
+        )
     origins = [cors_origins] if isinstance(cors_origins, str) else list(cors_origins)
     if "*" in origins:
         raise InvalidArgument(
@@ -509,7 +530,7 @@ def create_app(
     app.hub = hub
     app.drain_timeout = drain_timeout
     app._retry = (retry, retry_jitter)
-    app.add_middleware(_Lifespan(app, drain_on_signal))
+    app.add_middleware(_Lifespan(app, drain_on_signal, is_allow_everyone(authorize)))
     streams = _Streams(app, authorize, max_streams, max_channels, retry_after)
     app.add_route(path, streams)
     app.sockets = None
@@ -533,12 +554,26 @@ def create_app(
 _module_app: StreamApp | None = None
 
 
+def _app_from_env() -> StreamApp:
+    """`sidestream.service:app`: `REDIS_URL`, and stream tokens keyed by `SIDESTREAM_TOKEN_KEY`."""
+    from sidestream.tokens import StreamTokens, authorizer
+
+    try:
+        tokens = StreamTokens.from_env()
+    except InvalidTokenConfig as exc:
+        raise InvalidConfig(
+            f"sidestream.service:app reads only streams its tokens allow: {exc}. For another "
+            "authorizer, serve your own create_app(authorize=...)"
+        ) from exc
+    return create_app(authorize=authorizer(tokens))
+
+
 def __getattr__(name: str) -> Any:
     # `uvicorn sidestream.service:app` reads `app`; it is made on first use, so that importing
     # this module (docs, tests) opens nothing.
     global _module_app
     if name == "app":
         if _module_app is None:
-            _module_app = create_app()
+            _module_app = _app_from_env()
         return _module_app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -318,11 +318,13 @@ class StreamReader:
     ```python
     import httpx
 
+    from sidestream.access import allow_everyone
     from sidestream.bus import AsyncBus, Bus, connect, connect_async
     from sidestream.service import create_app
     from sidestream.testing import StreamReader, serve_asgi
 
-    app = create_app(AsyncBus(connect_async("memory://"), prefix="reader-doc:"))
+    service_bus = AsyncBus(connect_async("memory://"), prefix="reader-doc:")
+    app = create_app(service_bus, authorize=allow_everyone)  # public: a warning says so
     bus = Bus(connect("memory://"), prefix="reader-doc:")
     with (
         serve_asgi(app) as url,

@@ -359,6 +359,7 @@ async def wait_for_js(page: Any, expression: str, timeout: float = 5000) -> None
 def test_a_client_that_stops_reading_is_dropped_while_another_keeps_up(
     redis_url: str, key_prefix: str
 ) -> None:
+    from sidestream.access import allow_everyone
     from sidestream.bus import AsyncBus, connect_async
     from sidestream.hub import Hub
     from sidestream.service import create_app
@@ -371,7 +372,8 @@ def test_a_client_that_stops_reading_is_dropped_while_another_keeps_up(
         heartbeat=0.5,
     )
     bus = Bus(connect(redis_url), prefix=key_prefix)
-    with serve_asgi(create_app(hub=hub, drain_on_signal=False)) as url:
+    app = create_app(hub=hub, authorize=allow_everyone, drain_on_signal=False)
+    with serve_asgi(app) as url:
         stalled = socket.socket()
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a tiny window, unread
         stalled.connect(("127.0.0.1", httpx.URL(url).port))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import httpx
 
+from sidestream.access import allow_everyone
 from sidestream.bus import AsyncBus, Bus, connect, connect_async
 from sidestream.service import create_app
 from sidestream.sse import EventStreamParser
@@ -13,7 +14,8 @@ from sidestream.testing import serve_asgi
 
 
 def test_under_uvicorn_the_hub_writes_events_directly(key_prefix: str) -> None:
-    app = create_app(AsyncBus(connect_async("memory://"), prefix=key_prefix), heartbeat=30)
+    service_bus = AsyncBus(connect_async("memory://"), prefix=key_prefix)
+    app = create_app(service_bus, authorize=allow_everyone, heartbeat=30)
     bus = Bus(connect("memory://"), prefix=key_prefix)
     with (
         serve_asgi(app) as base,
