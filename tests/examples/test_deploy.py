@@ -4,7 +4,10 @@
   front of the stream service, the Flask API under gunicorn, or both;
 - deploy/sidestream-events@.service: systemd checks it, and its ExecStart runs two instances
   for a rolling restart in which a client loses no event;
-- deploy/one_stream.js and the HTTP/1.1 six-connection limit run in headless Chromium.
+- deploy/one_stream.js and the HTTP/1.1 six-connection limit run in headless Chromium;
+- deploy/compose.yaml and deploy/kubernetes.yaml are checked offline against the Compose
+  Specification's and Kubernetes' schemas, and their probes and timeouts against the library's
+  defaults (no container runs here).
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import contextlib
 import inspect
 import json
 import re
+import runpy
 import secrets
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -26,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +40,7 @@ import httpx
 import pytest
 import redis
 import uvicorn
+import yaml
 from deploy_stack import (
     DEPLOY,
     NGINX_CONF,
@@ -43,11 +50,13 @@ from deploy_stack import (
     connections_to,
     run_instances,
     run_proxy,
+    unit_command,
 )
 from proxy_servers import EXAMPLES_DIR
 
 from sidestream.access import allow_everyone
 from sidestream.bus import AsyncBus, Bus, connect, connect_async
+from sidestream.longpoll import MAX_TIMEOUT
 from sidestream.service import create_app
 from sidestream.sse import Event
 from sidestream.testing import StreamReader, serve_asgi, serve_gunicorn, serve_wsgi, wait_until
@@ -505,7 +514,9 @@ async def test_a_websocket_through_nginx_stays_open_while_the_service_pings(
         trust = ssl.create_default_context(cafile=str(proxy.cert))
         url = f"{proxy.https.replace('https', 'wss')}/ws?channel=news"
         # No pings from the client either: only the service's may keep the socket open.
-        async with ws_connect(url, ssl=trust, ping_interval=None, proxy=None) as ws:
+        # A page of the same origin may open it: the service saw the Host the browser sent.
+        origin: Any = proxy.https
+        async with ws_connect(url, ssl=trust, ping_interval=None, proxy=None, origin=origin) as ws:
             assert json.loads(await asyncio.wait_for(ws.recv(), BOUND))["type"] == "ready"
             await asyncio.sleep(2.5 * read_timeout)
             event_id = bus.publish("news", "hello")
@@ -597,3 +608,108 @@ def test_nginx_closes_slow_and_silent_clients_and_keeps_streams(public_service: 
         "head trickled": None,
     }  # uvicorn alone still holds both
     assert stream.events == [Event("still here", id=event_id)]  # the stream outlived them all
+
+
+# ---------------------------------------------------------------------------------------------
+# Docker Compose and Kubernetes: checked against their schemas offline, and against the library
+
+COMPOSE = DEPLOY / "compose.yaml"
+KUBERNETES = DEPLOY / "kubernetes.yaml"
+KUBERNETES_VERSION = "1.30.0"  # the oldest the manifests promise to work on
+GUNICORN = runpy.run_path(str(EXAMPLES_DIR / "long_polling" / "gunicorn.conf.py"))
+GUNICORN_GRACEFUL = GUNICORN["graceful_timeout"]  # the API's: a long poll may finish
+
+
+def compose_errors(document: Any) -> list[str]:
+    """What the Compose Specification's JSON schema (as check-jsonschema ships it) rejects."""
+    import jsonschema
+    from check_jsonschema import builtin_schemas
+
+    schema = json.loads(
+        resources.files(builtin_schemas).joinpath("vendor/compose-spec.json").read_text()
+    )
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [error.message for error in validator.iter_errors(document)]
+
+
+def kubernetes_errors(documents: list[Any]) -> list[str]:
+    """What the Kubernetes OpenAPI schemas (as kubernetes-validate ships them) reject."""
+    import kubernetes_validate
+
+    errors = []
+    for document in documents:
+        try:
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            errors.append(f"{document['kind']}: {error.message}")
+    return errors
+
+
+def test_the_compose_file_matches_the_compose_specification() -> None:
+    document = yaml.safe_load(COMPOSE.read_text())
+    assert compose_errors(document) == []
+    # The schema is strict enough to catch a typo: the check can fail.
+    document["services"]["redis"]["helthcheck"] = document["services"]["redis"]["healthcheck"]
+    assert compose_errors(document) != []
+
+
+def test_the_kubernetes_manifests_match_the_kubernetes_schemas() -> None:
+    documents = list(yaml.safe_load_all(KUBERNETES.read_text()))
+    assert [d["kind"] for d in documents] == [
+        "Deployment", "Service", "Deployment", "Service", "Ingress", "Ingress", "NetworkPolicy",
+    ]  # fmt: skip
+    assert kubernetes_errors(documents) == []
+    container = documents[0]["spec"]["template"]["spec"]["containers"][0]
+    container["readinesProbe"] = container.pop("readinessProbe")
+    assert kubernetes_errors(documents) != []
+
+
+def option(argv: list[str], name: str) -> str:
+    """The value after `name` in a command line."""
+    assert argv.count(name) == 1, (name, argv)
+    return argv[argv.index(name) + 1]
+
+
+def test_the_probes_and_timeouts_match_the_library_defaults() -> None:
+    defaults = inspect.signature(create_app).parameters
+    drain_timeout = defaults["drain_timeout"].default
+    heartbeat = defaults["heartbeat"].default
+    unit = unit_command(8001)[2:]  # after `python -m`: uvicorn's arguments as the unit runs it
+    graceful = float(option(unit, "--timeout-graceful-shutdown"))
+    stop_after = float(re.findall(r"^TimeoutStopSec=(\d+)$", UNIT.read_text(), re.M)[0])
+    assert drain_timeout < graceful < stop_after  # streams drain before uvicorn cuts them
+
+    # Compose: each instance runs the unit's command; stopped no sooner than the unit is.
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for port in (8001, 8002):
+        events = services[f"events-{port}"]
+        assert shlex.split(events["command"]) == ["uvicorn", *unit_command(port)[3:]]
+        assert float(events["stop_grace_period"].removesuffix("s")) == stop_after
+        assert f"http://127.0.0.1:{port}/healthz" in events["healthcheck"]["test"][-1]
+    assert float(services["api"]["stop_grace_period"].removesuffix("s")) > GUNICORN_GRACEFUL
+
+    # Kubernetes: the same uvicorn options; the grace period covers preStop and the drain.
+    events, _, api, _, streams, api_ingress, _ = yaml.safe_load_all(KUBERNETES.read_text())
+    pod = events["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    argv = container["command"]
+    assert float(option(argv, "--timeout-graceful-shutdown")) == graceful
+    assert option(argv, "--workers") == option(unit, "--workers")
+    pre_stop = float(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + graceful
+    ready = container["readinessProbe"]
+    assert ready["httpGet"]["path"] == "/healthz" and "livenessProbe" not in container
+    assert container["ports"] == [{"name": ready["httpGet"]["port"], "containerPort": 8001}]
+    assert option(argv, "--port") == "8001"
+    # A draining pod (503) leaves the Service before its drain is over.
+    assert ready["periodSeconds"] * ready["failureThreshold"] < drain_timeout
+    api_pod = api["spec"]["template"]["spec"]
+    assert api_pod["terminationGracePeriodSeconds"] > GUNICORN_GRACEFUL
+
+    # The ingress: no buffering, and read timeouts above what keeps each connection busy.
+    notes = streams["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert notes[f"{prefix}proxy-buffering"] == "off"
+    assert float(notes[f"{prefix}proxy-read-timeout"]) > max(heartbeat, UVICORN_PING)
+    api_read = float(api_ingress["metadata"]["annotations"][f"{prefix}proxy-read-timeout"])
+    assert api_read > MAX_TIMEOUT
