@@ -8,9 +8,12 @@ empty `304 Not Modified` while the numbers have not changed.
     flask --app dashboard_poll run
 """
 
+# --8<-- [start:imports]
 from collections.abc import Callable
 
 from flask import Flask, Response, jsonify, request
+
+# --8<-- [end:imports]
 
 REFRESH_SECONDS = 10
 

@@ -7,10 +7,13 @@ dashboard_poll.py for the same dashboard served by plain, cacheable requests).
     uvicorn dashboard_stream:app --port 8001
 """
 
+# --8<-- [start:imports]
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import falcon.asgi
+
+# --8<-- [end:imports]
 
 
 # --8<-- [start:stream]

@@ -9,12 +9,15 @@ It works on one process, and on a laptop. Run two (two servers, or `uvicorn --wo
 and an event POSTed to one reaches only the browsers that happen to be connected to that one.
 """
 
+# --8<-- [start:imports]
 import asyncio
 import json
 
 import falcon.asgi
 
 from sidestream.sse import Event, encode
+
+# --8<-- [end:imports]
 
 # --8<-- [start:list]
 subscribers: list[asyncio.Queue[bytes]] = []  # the clients of THIS process, and no others

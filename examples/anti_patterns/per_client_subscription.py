@@ -8,6 +8,7 @@ Translated with ONE shared redis-py client, as one would write it in Python. Two
   disconnect uvicorn drops what is written without a word, so the subscription stays for good.
 """
 
+# --8<-- [start:imports]
 from collections.abc import AsyncIterator
 
 import falcon.asgi
@@ -15,6 +16,8 @@ from redis.asyncio import Redis
 
 from sidestream.bus import AsyncBus, connect_async, decode_live
 from sidestream.sse import encode
+
+# --8<-- [end:imports]
 
 
 # --8<-- [start:naive]

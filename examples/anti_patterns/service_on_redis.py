@@ -6,21 +6,26 @@ connection for all its streams and unsubscribes a channel when its last client l
     REDIS_URL=redis://10.0.0.5:6379/0 uvicorn service_on_redis:app --port 8001  # on every server
 """
 
+# --8<-- [start:imports]
 import json
 
 import falcon
 import falcon.asgi
 from redis.asyncio import Redis
 
+from sidestream.access import allow_everyone
 from sidestream.bus import AsyncBus, connect_async
 from sidestream.errors import InvalidChannel
 from sidestream.service import StreamApp, create_app
+
+# --8<-- [end:imports]
 
 
 # --8<-- [start:service]
 def create_service(redis: Redis, heartbeat: float = 15.0) -> StreamApp:
     bus = AsyncBus(redis)
-    app = create_app(bus, heartbeat=heartbeat)  # GET /events?channel=news, through the hub
+    # GET /events?channel=news through the hub; the channels here are public, said by name
+    app = create_app(bus, authorize=allow_everyone, heartbeat=heartbeat)
 
     class Publish:  # stands in for the API: it publishes to Redis, never to its own clients
         async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:

@@ -4,10 +4,13 @@ Run it with `uvicorn service:app --port 8001` beside the API (same SIDESTREAM_TO
 REDIS_URL).
 """
 
+# --8<-- [start:imports]
 import os
 
 from sidestream.service import create_app
 from sidestream.tokens import StreamTokens, authorizer
+
+# --8<-- [end:imports]
 
 # --8<-- [start:app]
 app = create_app(

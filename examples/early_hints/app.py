@@ -1,9 +1,12 @@
 """Tell the browser early what a page will need: a Link header, and a 103 where the server can."""
 
+# --8<-- [start:imports]
 import os
 import time
 
 from flask import Flask, request
+
+# --8<-- [end:imports]
 
 SCRIPT = "</static/app.js>; rel=preload; as=script"
 # Off behind a proxy that does not understand a 103 from upstream (nginx before 1.29).

@@ -1,8 +1,11 @@
 """What goes over the wire: each event is a block of `field: value` lines and a blank line."""
 
+# --8<-- [start:imports]
 import sys
 
 from sidestream.sse import Event, comment, encode
+
+# --8<-- [end:imports]
 
 # --8<-- [start:events]
 events = [

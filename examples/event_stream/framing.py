@@ -1,8 +1,11 @@
 """Why the encoder is hand-written: one line break in the data, and naive framing breaks."""
 
+# --8<-- [start:imports]
 from falcon.asgi import SSEvent
 
 from sidestream.sse import Event, EventStreamParser, encode
+
+# --8<-- [end:imports]
 
 # --8<-- [start:three_ways]
 # A chat message, typed by a user:

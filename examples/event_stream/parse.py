@@ -1,8 +1,11 @@
 """Reading a stream: bytes arrive in chunks cut anywhere; the parser hands back whole events."""
 
+# --8<-- [start:imports]
 from collections.abc import Iterable, Iterator
 
 from sidestream.sse import Event, EventStreamParser
+
+# --8<-- [end:imports]
 
 
 # --8<-- [start:read_events]

@@ -4,12 +4,15 @@ Run `python serve.py` and open the address it prints (a free port, or set PORT: 
 own `mkdocs serve` has 8000).
 """
 
+# --8<-- [start:imports]
 import dataclasses
 import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from sidestream.sse import Event, encode
+
+# --8<-- [end:imports]
 
 PAGE = b"""<!doctype html><meta charset="utf-8"><title>events</title><pre id="log"></pre>
 <script type="module">

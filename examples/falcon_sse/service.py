@@ -5,6 +5,7 @@ before sending a byte, resumes reconnecting browsers by id, and drains on shutdo
 run.sh beside the Flask API; both read REDIS_URL and STREAM_SECRET.
 """
 
+# --8<-- [start:imports]
 import hashlib
 import hmac
 import os
@@ -16,6 +17,8 @@ import falcon.asgi
 from sidestream.access import Grant
 from sidestream.errors import Forbidden, Unauthorized
 from sidestream.service import create_app
+
+# --8<-- [end:imports]
 
 SECRET = os.environ.get("STREAM_SECRET", "dev-only-secret").encode()
 

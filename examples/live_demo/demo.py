@@ -7,6 +7,7 @@ In production the two are separate deployments sharing a real Redis; here one uv
 so that they share the embedded server.
 """
 
+# --8<-- [start:imports]
 import json
 import os
 
@@ -16,6 +17,8 @@ from flask import Flask, request
 
 from sidestream.bus import AsyncBus, Bus, connect, connect_async
 from sidestream.service import create_app
+
+# --8<-- [end:imports]
 
 DOCS = os.environ.get("DEMO_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000").split(",")
 CHANNEL = "demo"

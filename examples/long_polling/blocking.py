@@ -2,13 +2,16 @@
 
     flask --app blocking run --with-threads
 
-REDIS_URL picks the Redis server; unset, an embedded fakeredis serves this one process.
+REDIS_URL picks the Redis server; memory:// is an embedded fakeredis for this one process.
 """
 
+# --8<-- [start:imports]
 from flask import Flask, Response, request
 
 from sidestream.bus import Bus, connect
 from sidestream.longpoll import flask_long_poll
+
+# --8<-- [end:imports]
 
 
 def create_app(bus: Bus | None = None) -> Flask:

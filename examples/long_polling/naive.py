@@ -6,10 +6,13 @@ It works, and every waiting client costs two SQL queries a second, and an answer
 half a second after the notification was written.
 """
 
+# --8<-- [start:imports]
 import time
 
 from flask import Flask, request
 from notifications_db import notifications_after, writes
+
+# --8<-- [end:imports]
 
 app = Flask(__name__)
 app.register_blueprint(writes)

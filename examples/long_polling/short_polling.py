@@ -3,8 +3,11 @@
 flask --app short_polling run
 """
 
+# --8<-- [start:imports]
 from flask import Flask, request
 from notifications_db import notifications_after, writes
+
+# --8<-- [end:imports]
 
 app = Flask(__name__)
 app.register_blueprint(writes)

@@ -3,10 +3,13 @@
 python after_restart.py
 """
 
+# --8<-- [start:imports]
 import time
 
 from sidestream.bus import Bus, connect
 from sidestream.errors import HistoryGap
+
+# --8<-- [end:imports]
 
 
 def main(bus: Bus) -> None:

@@ -6,12 +6,15 @@
          -d '{"type": "created", "data": {"order": 7}}'
 """
 
+# --8<-- [start:imports]
 import json
 
 from flask import Flask, request
 
 from sidestream.bus import Bus, connect
 from sidestream.errors import InvalidChannel, InvalidEvent, PayloadTooLarge
+
+# --8<-- [end:imports]
 
 
 # --8<-- [start:logic]

@@ -3,6 +3,7 @@
 Every test runs on the embedded fakeredis; with REDIS_URL set (redis://...), on that Redis too.
 """
 
+# --8<-- [start:imports]
 import os
 import threading
 import uuid
@@ -13,6 +14,8 @@ from app import create_app
 from flask.testing import FlaskClient
 
 from sidestream.bus import Bus, connect
+
+# --8<-- [end:imports]
 
 # --8<-- [start:backends]
 BACKENDS = ["memory://"]  # the embedded fakeredis: nothing to install, one server per process

@@ -2,6 +2,7 @@
 Playwright for Python. No browser is downloaded (`playwright install` is never needed).
 """
 
+# --8<-- [start:imports]
 import os
 import shutil
 import uuid
@@ -10,9 +11,12 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from sidestream.access import allow_everyone
 from sidestream.bus import AsyncBus, Bus, connect, connect_async
 from sidestream.service import create_app
 from sidestream.testing import serve_asgi
+
+# --8<-- [end:imports]
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
@@ -34,7 +38,8 @@ def page() -> Iterator[Page]:
 # --8<-- [start:event_source]
 def test_event_source_receives_what_is_published(page: Page) -> None:
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
-    service = create_app(AsyncBus(connect_async("memory://"), prefix=prefix))
+    bus = AsyncBus(connect_async("memory://"), prefix=prefix)
+    service = create_app(bus, authorize=allow_everyone)  # a public channel, for the test
     bus = Bus(connect("memory://"), prefix=prefix)  # the same embedded server, from this thread
     with serve_asgi(service) as url:
         page.goto(f"{url}/healthz")  # a page of the service's own origin: no CORS to set up

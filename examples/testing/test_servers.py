@@ -5,6 +5,7 @@ embedded server per process) is shared by both; serve_gunicorn runs real gunicor
 of its own.
 """
 
+# --8<-- [start:imports]
 import threading
 import uuid
 from pathlib import Path
@@ -12,16 +13,20 @@ from pathlib import Path
 import httpx
 from app import create_app as create_api
 
+from sidestream.access import allow_everyone
 from sidestream.bus import AsyncBus, Bus, connect, connect_async
 from sidestream.service import create_app as create_service
 from sidestream.testing import read_events, serve_asgi, serve_gunicorn, serve_wsgi
+
+# --8<-- [end:imports]
 
 
 # --8<-- [start:threads]
 def test_a_client_reads_what_the_api_published() -> None:
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
     api = create_api(Bus(connect("memory://"), prefix=prefix))
-    service = create_service(AsyncBus(connect_async("memory://"), prefix=prefix))
+    bus = AsyncBus(connect_async("memory://"), prefix=prefix)
+    service = create_service(bus, authorize=allow_everyone)  # public, for the test
     with serve_wsgi(api) as api_url, serve_asgi(service) as service_url:
         ids = [
             httpx.post(f"{api_url}/channels/orders/events", json={"text": text}).json()["id"]

@@ -4,6 +4,7 @@ One fakeredis `FakeServer` is shared by a sync client (what the Flask API publis
 async one (what the service reads with): the two sides talk as they would through Redis.
 """
 
+# --8<-- [start:imports]
 import asyncio
 from collections.abc import AsyncIterator
 
@@ -17,6 +18,8 @@ from sidestream.bus import AsyncBus, Bus
 from sidestream.hub import Hub
 from sidestream.service import StreamApp, create_app
 from sidestream.testing import read_events_async
+
+# --8<-- [end:imports]
 
 pytestmark = pytest.mark.asyncio  # every test here is async (pytest-asyncio)
 
@@ -35,7 +38,8 @@ def bus(server: fakeredis.FakeServer) -> Bus:
 @pytest.fixture
 def service(server: fakeredis.FakeServer) -> StreamApp:
     hub = Hub(AsyncBus(fakeredis.FakeAsyncRedis(server=server)), heartbeat=0.1)
-    return create_app(hub=hub, drain_on_signal=False)  # heartbeats every 0.1 s, for the test
+    # heartbeats every 0.1 s, for the test; the test's channels are public
+    return create_app(hub=hub, authorize=allow_everyone, drain_on_signal=False)
 
 
 @pytest_asyncio.fixture

@@ -1,5 +1,6 @@
 """A Flask API beside Nchan: it publishes with an HTTP POST and decides who may subscribe."""
 
+# --8<-- [start:imports]
 import json
 import os
 
@@ -9,6 +10,8 @@ from flask import Flask, request
 from sidestream.bus import validate_channel
 from sidestream.errors import InvalidChannel, InvalidToken
 from sidestream.tokens import StreamTokens
+
+# --8<-- [end:imports]
 
 NCHAN_URL = os.environ.get("NCHAN_URL", "http://127.0.0.1:8080")  # nginx, seen from the API
 tokens = StreamTokens.from_env()  # SIDESTREAM_TOKEN_KEY: the API signs stream tokens with it

@@ -1,5 +1,6 @@
 """A Flask API behind Pushpin: a normal request opens a stream, one HTTP POST publishes to it."""
 
+# --8<-- [start:imports]
 import json
 import os
 import uuid
@@ -11,6 +12,8 @@ from flask import Flask, Response, request
 from sidestream.bus import validate_channel
 from sidestream.errors import InvalidChannel
 from sidestream.sse import Event, comment, encode
+
+# --8<-- [end:imports]
 
 # pushpin.conf: [handler] push_in_http_port is the control API; [proxy] sig_key signs Grip-Sig.
 CONTROL_URL = os.environ.get("PUSHPIN_CONTROL_URL", "http://127.0.0.1:5561")

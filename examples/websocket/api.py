@@ -1,5 +1,6 @@
 """The chat's API side: it knows the user, so it issues the token that lets them join a room."""
 
+# --8<-- [start:imports]
 import os
 import re
 import secrets
@@ -9,6 +10,8 @@ from urllib.parse import urlencode
 from flask import Flask, request, send_from_directory, session
 
 from sidestream.tokens import StreamTokens
+
+# --8<-- [end:imports]
 
 CHAT_URL = os.environ.get("CHAT_URL", "ws://127.0.0.1:8002/ws")
 TOKEN_LIFETIME = int(os.environ.get("CHAT_TOKEN_LIFETIME", "300"))

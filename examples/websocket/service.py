@@ -5,6 +5,7 @@ Run it beside the API (same SIDESTREAM_TOKEN_KEY and REDIS_URL), as many process
 other through Redis.
 """
 
+# --8<-- [start:imports]
 import json
 import os
 
@@ -12,6 +13,8 @@ from sidestream.access import Grant
 from sidestream.service import create_app
 from sidestream.tokens import StreamTokens, authorizer
 from sidestream.websocket import Message
+
+# --8<-- [end:imports]
 
 
 # --8<-- [start:stamp]

@@ -7,9 +7,12 @@ Run it the way the API is deployed, with a sync worker pool:
 Two browsers with the page open now hold both workers, and every other request waits.
 """
 
+# --8<-- [start:imports]
 import time
 
 from flask import Flask, Response
+
+# --8<-- [end:imports]
 
 app = Flask(__name__)
 
