@@ -23,17 +23,22 @@ from sidestream.errors import (
     MercureUnavailable,
 )
 from sidestream.mercure import (
+    LAST_EVENT_ID_PARAMS,
+    LAST_EVENT_ID_RESPONSE_HEADERS,
     AsyncPublisher,
+    MercureRateLimited,
     Publisher,
     RetryPolicy,
+    TopicMatcher,
     Update,
     add_discovery,
     discovery_links,
     publisher_token,
     set_subscriber_cookie,
     subscriber_token,
+    subscription_url,
 )
-from sidestream.tokens import StreamTokens
+from sidestream.tokens import AccessTokenClaims, StreamTokens
 
 HUB = "https://hub.example.com/.well-known/mercure"
 KEY = "publisher-key-of-at-least-32-bytes!!"
@@ -70,10 +75,14 @@ def publish(request: pytest.FixtureRequest, hub: MercureHub, all_topics: str) ->
     ) -> str:
         if request.param == "sync":
             client = httpx.Client(transport=hub.transport())
-            with Publisher(HUB, token, client=client, retry=policy) as publisher:
+            with Publisher(
+                HUB, token, protocol="draft-07", client=client, retry=policy
+            ) as publisher:
                 return publisher.publish(*args, **kw)
         async_client = httpx.AsyncClient(transport=hub.transport())
-        async with AsyncPublisher(HUB, token, client=async_client, retry=policy) as publisher:
+        async with AsyncPublisher(
+            HUB, token, protocol="draft-07", client=async_client, retry=policy
+        ) as publisher:
             return await publisher.publish(*args, **kw)
 
     return run
@@ -188,7 +197,7 @@ def test_subscriber_token_claims(issuer: StreamTokens) -> None:
         (403, MercureForbidden),
         (413, MercurePayloadTooLarge),
         (404, MercureError),
-        (429, MercureError),
+        (429, MercureRateLimited),
     ],
 )
 async def test_client_errors_raise_their_exception_without_retry(
@@ -298,7 +307,7 @@ async def test_invalid_update_sends_nothing(publish: Publish, hub: MercureHub) -
 
 def test_hub_url_must_be_http() -> None:
     with pytest.raises(InvalidUpdate, match="http"):
-        Publisher("hub.example.com/.well-known/mercure", "t")
+        Publisher("hub.example.com/.well-known/mercure", "t", protocol="draft-07")
 
 
 # --- the double itself must reject what the spec rejects ------------------------------------------
@@ -397,7 +406,7 @@ def test_add_discovery_on_a_flask_response() -> None:
 
 def test_subscriber_cookie_has_the_spec_attributes() -> None:
     response = flask.Response("{}")
-    set_subscriber_cookie(response, "header.payload.sig", HUB, max_age=300)
+    set_subscriber_cookie(response, "header.payload.sig", HUB, max_age=300, protocol="draft-07")
     (cookie,) = response.headers.getlist("Set-Cookie")
     parts = [part.strip() for part in cookie.split(";")]
     assert parts[0] == "mercureAuthorization=header.payload.sig"
@@ -413,4 +422,178 @@ def test_subscriber_cookie_has_the_spec_attributes() -> None:
         "SameSite",
     }
     with pytest.raises(ValueError, match="samesite"):
-        set_subscriber_cookie(response, "t", HUB, max_age=1, samesite="strict")
+        set_subscriber_cookie(response, "t", HUB, max_age=1, protocol="draft-07", samesite="strict")
+
+
+# --- draft-08: the version is chosen, refusals are read from WWW-Authenticate -------------------
+
+
+D08_ISSUER = "https://example.com"
+
+
+def draft_08_tokens(key: str = KEY) -> StreamTokens:
+    return StreamTokens(
+        key, audience=HUB, issuer=D08_ISSUER, claims_format=AccessTokenClaims(client_id=D08_ISSUER)
+    )
+
+
+def canned(response: httpx.Response) -> httpx.Client:
+    return httpx.Client(transport=httpx.MockTransport(lambda request: response))
+
+
+def refusal(status: int, challenge: str | None, body: str = "") -> httpx.Response:
+    headers = {"WWW-Authenticate": challenge} if challenge else {}
+    return httpx.Response(status, headers=headers, text=body)
+
+
+@pytest.mark.parametrize(
+    ("response", "error", "says"),
+    [
+        (refusal(401, "Bearer"), MercureUnauthorized, "no token reached the hub"),
+        (
+            refusal(401, 'Bearer error="invalid_token"'),
+            MercureUnauthorized,
+            "(invalid_token) (401 from POST",
+        ),
+        (
+            refusal(401, 'Bearer error="invalid_token", error_description="expired"'),
+            MercureUnauthorized,
+            "(invalid_token: expired)",
+        ),
+        (
+            refusal(403, 'Bearer error="insufficient_scope"'),
+            MercureForbidden,
+            "publish authorization_details does not cover every topic of ['t'] "
+            "(insufficient_scope)",
+        ),
+        (
+            refusal(400, 'Bearer error="invalid_request"'),
+            MercureBadRequest,
+            "could not read the token as presented (invalid_request)",
+        ),
+        (refusal(400, None, 'Missing "topic"'), MercureBadRequest, "malformed (POST"),
+        (refusal(413, None), MercurePayloadTooLarge, "too large for the hub (413"),
+        (
+            httpx.Response(429, headers={"Retry-After": "7"}),
+            MercureRateLimited,
+            "limiting this publisher (429 from POST https://hub.example.com/.well-known/mercure); "
+            "it asks to wait 7 s",
+        ),
+    ],
+)
+def test_s6_2_draft_08_refusals_are_read_from_the_bearer_challenge(
+    response: httpx.Response, error: type[MercureError], says: str
+) -> None:
+    token = draft_08_tokens()
+    publisher = Publisher(HUB, token, protocol="draft-08", client=canned(response))
+    with publisher, pytest.raises(error) as raised:
+        publisher.publish("t", "x")
+    assert type(raised.value) is error
+    assert says in str(raised.value)
+    assert raised.value.status == response.status_code
+    if isinstance(raised.value, MercureRateLimited):
+        assert raised.value.retry_after == 7
+
+
+def test_s5_draft_08_publish_sends_an_access_token_for_exactly_the_topics() -> None:
+    seen: list[httpx.Request] = []
+
+    def hub(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, text="urn:uuid:from-hub")
+
+    client = httpx.Client(transport=httpx.MockTransport(hub))
+    with Publisher(HUB, draft_08_tokens(), protocol="draft-08", client=client) as publisher:
+        assert publisher.publish(["https://example.com/a", "https://example.com/b"]) == (
+            "urn:uuid:from-hub"
+        )
+    token = seen[0].headers["authorization"].removeprefix("Bearer ")
+    assert jwt.get_unverified_header(token)["typ"] == "at+jwt"
+    verified = draft_08_tokens().verify(token)
+    assert verified.subject == verified.client_id == D08_ISSUER
+    assert [(d.actions, [m.match for m in d.topics]) for d in verified.details] == [
+        (("publish",), ["https://example.com/a", "https://example.com/b"])
+    ]
+    assert verified.expires_at - jwt.decode(token, options={"verify_signature": False})["iat"] == 60
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "/.well-known/mercure/subscriptions/exact/a/b",
+        "https://hub.example.com/.well-known/mercure",
+        "https://hub.example.com/.well-known/%6Dercure/subscriptions/x",
+    ],
+)
+@pytest.mark.parametrize("protocol", ["draft-07", "draft-08"])
+def test_s5_reserved_namespace_topics_are_refused_before_sending(topic: str, protocol: str) -> None:
+    sent: list[httpx.Request] = []
+
+    def hub(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, text="sent anyway")
+
+    client = httpx.Client(transport=httpx.MockTransport(hub))
+    token = draft_08_tokens() if protocol == "draft-08" else StreamTokens(KEY, audience=HUB)
+    publisher = Publisher(HUB, token, protocol=protocol, client=client)  # type: ignore[arg-type]
+    with publisher, pytest.raises(InvalidUpdate, match="reserved namespace"):
+        publisher.publish(["https://example.com/ok", topic])
+    assert sent == []
+
+
+def test_s5_topic_star_is_refused() -> None:
+    with pytest.raises(InvalidUpdate, match="topic '\\*' is reserved for the wildcard"):
+        Update(("https://example.com/a", "*"))
+
+
+def test_the_protocol_must_be_chosen_and_match_the_token_shape() -> None:
+    with pytest.raises(TypeError, match="protocol"):
+        Publisher(HUB, "t")  # type: ignore[call-arg]
+    with pytest.raises(InvalidUpdate, match="protocol must be 'draft-08'"):
+        Publisher(HUB, "t", protocol="1.0")  # type: ignore[arg-type]
+    with pytest.raises(InvalidUpdate, match="writes the mercure claim \\(draft-07\\) but"):
+        Publisher(HUB, StreamTokens(KEY, audience=HUB), protocol="draft-08")
+    with pytest.raises(InvalidUpdate, match="writes AccessTokenClaims but protocol='draft-07'"):
+        Publisher(HUB, draft_08_tokens(), protocol="draft-07")
+    old = publisher_token(StreamTokens(KEY, audience=HUB))
+    with pytest.raises(InvalidUpdate, match="typ 'JWT'"):
+        AsyncPublisher(HUB, old, protocol="draft-08")
+    Publisher(HUB, publisher_token(draft_08_tokens()), protocol="draft-08").close()
+
+
+@pytest.mark.parametrize(
+    ("protocol", "cookie"),
+    [("draft-08", "__Secure-mercure_access_token"), ("draft-07", "mercureAuthorization")],
+)
+def test_s6_1_2_cookie_name_follows_the_version(protocol: str, cookie: str) -> None:
+    response = flask.Response("{}")
+    set_subscriber_cookie(response, "h.p.s", HUB, max_age=60, protocol=protocol)  # type: ignore[arg-type]
+    set_cookie = response.headers["Set-Cookie"]
+    assert set_cookie.startswith(f"{cookie}=h.p.s;")
+    assert {"Secure", "HttpOnly", "SameSite=Strict"} <= set(set_cookie.split("; "))
+
+
+def test_s3_s7_subscription_url_per_version() -> None:
+    books = TopicMatcher("https://example.com/books/:id", "urlpattern")
+    draft_08 = subscription_url(HUB, ["a&b", books], protocol="draft-08", last_event_id="#1")
+    assert draft_08 == (
+        f"{HUB}?match=a%26b&match_urlpattern=https%3A%2F%2Fexample.com%2Fbooks%2F%3Aid"
+        "&last_event_id=%231"
+    )
+    draft_07 = subscription_url(HUB, ["a"], protocol="draft-07", last_event_id="x")
+    assert draft_07 == f"{HUB}?topic=a&lastEventID=x"
+    with pytest.raises(InvalidUpdate, match="draft-07 hubs know no URL patterns"):
+        subscription_url(HUB, [books], protocol="draft-07")
+    with pytest.raises(InvalidUpdate, match="forbidden character U\\+000A"):
+        subscription_url(HUB, ["a\nb"], protocol="draft-08")
+    assert LAST_EVENT_ID_PARAMS == {"draft-08": "last_event_id", "draft-07": "lastEventID"}
+    assert LAST_EVENT_ID_RESPONSE_HEADERS["draft-08"] == "Mercure-Last-Event-ID"
+
+
+def test_s9_discovery_hints_for_draft_08() -> None:
+    links = discovery_links(HUB, content_type="application/merge-patch+json", type="book")
+    assert links == [
+        f'<{HUB}>; rel="mercure"; content-type="application/merge-patch+json"; type="book"'
+    ]
+    with pytest.raises(InvalidUpdate, match="reserved"):
+        discovery_links(HUB, type="mercure")

@@ -18,7 +18,8 @@ SUBSCRIBER_LIFETIME = 300
 # (Hubs v0.x ignore `aud`; Mercure 1.0 hubs require their own URL there.)
 publisher_tokens = StreamTokens.from_env("MERCURE_PUBLISHER_JWT_KEY", audience=HUB_URL)
 subscriber_tokens = StreamTokens.from_env("MERCURE_SUBSCRIBER_JWT_KEY", audience=HUB_URL)
-publisher = Publisher(HUB_URL, publisher_tokens)  # one per process: it pools connections
+# One per process (it pools connections); the protocol is the version the hub speaks.
+publisher = Publisher(HUB_URL, publisher_tokens, protocol="draft-07")
 
 books: dict[int, dict[str, object]] = {1: {"title": "Dune", "last_update": None}}
 app = Flask(__name__)
@@ -64,7 +65,9 @@ def show_book(book_id: int):
     add_discovery(response, HUB_URL, topic=topic(book_id), last_event_id=book["last_update"])
     # In a real API, grant only what the logged-in user may read.
     token = subscriber_token(subscriber_tokens, [topic(book_id)], lifetime=SUBSCRIBER_LIFETIME)
-    set_subscriber_cookie(response, token, HUB_URL, max_age=SUBSCRIBER_LIFETIME)
+    set_subscriber_cookie(
+        response, token, HUB_URL, max_age=SUBSCRIBER_LIFETIME, protocol="draft-07"
+    )
     return response
 
 

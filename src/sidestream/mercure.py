@@ -1,30 +1,45 @@
 """Publishing to a Mercure hub (httpx), and the discovery, token and cookie helpers around it.
 
-Targets the protocol that released hubs speak (draft-07, hub v0.x): an update is a
-`POST /.well-known/mercure` with an `application/x-www-form-urlencoded` body (`topic` repeated,
-then `data`, `private`, `id`, `type`, `retry`) and `Authorization: Bearer <JWT>` whose
-`mercure.publish` claim covers every topic. The hub answers with the update's id.
+Two protocol versions are in use, and every publisher and cookie says which one its hub speaks:
+
+- `"draft-08"` (Mercure 1.0, the hub's 1.0 line): the publisher's token is an RFC 9068 access
+  token (`typ: at+jwt`; `iss`, `aud` = the hub's resource identifier, `exp`, `sub`,
+  `client_id`, `iat`, `jti`) whose `authorization_details` grant `publish` on every topic;
+  refusals carry `WWW-Authenticate: Bearer error="..."`; subscribers use `match=` /
+  `match_urlpattern=`, `last_event_id` and the `__Secure-mercure_access_token` cookie.
+- `"draft-07"` (hubs 0.x): the token's `mercure.publish` claim lists topic selectors;
+  subscribers use `topic=`, `lastEventID` and the `mercureAuthorization` cookie.
+
+The update itself is the same form on both: a `POST` to the hub URL with an
+`application/x-www-form-urlencoded` body (`topic` repeated, then `data`, `private`, `id`,
+`type`, `retry`), and the hub answers `200` with the update's id. Updates are checked against
+draft-08's rules before anything is sent, whichever version the hub speaks.
 
 [`Publisher`][sidestream.mercure.Publisher] (sync, for Flask) and
 [`AsyncPublisher`][sidestream.mercure.AsyncPublisher] share one implementation: request building,
 response mapping and the retry policy live in a sans-IO core that both drive. Each update gets a
-`urn:uuid:` id on the client before the first attempt, so a retry after a timeout or a 5xx sends
-the *same* id: subscribers (and hubs that check ids for replays) see one update, not two.
+`urn:uuid:` id on the client before the first attempt, and a retry after a timeout or a 5xx sends
+the *same* id. That does not make a retry free of duplicates: if the hub had dispatched the update
+and only its answer was lost, a draft-08 hub stores and dispatches the repeat as a second update
+with the same id (the spec only recommends unique ids and resolves a `Last-Event-ID` to the
+earliest of them). What the shared id gives is that subscribers can recognise the repeat and
+drop it; `RetryPolicy(attempts=1)` turns retries off where a second delivery is worse than none.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import time
-import unicodedata
 import uuid
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 from urllib.parse import urlencode, urlsplit
 
 import anyio
 import httpx
+import jwt
 
 from sidestream.errors import (
     InvalidUpdate,
@@ -35,10 +50,37 @@ from sidestream.errors import (
     MercureUnauthorized,
     MercureUnavailable,
 )
-from sidestream.tokens import TokenIssuer
+from sidestream.mercure_match import (
+    URLPATTERN,
+    WILDCARD,
+    InvalidMatcher,
+    TopicMatcher,
+    forbidden_char,
+    in_reserved_namespace,
+)
+from sidestream.tokens import AccessTokenClaims, Grants, StreamTokens, TokenIssuer
+
+Version = Literal["draft-07", "draft-08"]
+"""The Mercure protocol version a hub speaks: `"draft-08"` (Mercure 1.0) or `"draft-07"` (0.x)."""
+DRAFT_07: Version = "draft-07"
+DRAFT_08: Version = "draft-08"
+VERSIONS: tuple[Version, ...] = get_args(Version)
 
 HUB_PATH = "/.well-known/mercure"
-COOKIE_NAME = "mercureAuthorization"
+COOKIE_NAMES: dict[Version, str] = {
+    "draft-08": "__Secure-mercure_access_token",
+    "draft-07": "mercureAuthorization",
+}
+"""The subscriber cookie each version's hubs read by default."""
+LAST_EVENT_ID_PARAMS: dict[Version, str] = {"draft-08": "last_event_id", "draft-07": "lastEventID"}
+"""The query parameter a first connection (which cannot set headers) sends its last event id in."""
+LAST_EVENT_ID_RESPONSE_HEADERS: dict[Version, str] = {
+    "draft-08": "Mercure-Last-Event-ID",
+    "draft-07": "Last-Event-ID",
+}
+"""The response header in which the hub says which event the stream continues after."""
+COOKIE_NAME = COOKIE_NAMES["draft-07"]
+"""Draft-07's cookie name, kept for existing imports; prefer `COOKIE_NAMES[version]`."""
 PUBLISHER_TOKEN_LIFETIME = 60.0
 """Seconds a per-request publisher token lives (it is signed again for every attempt)."""
 
@@ -51,25 +93,33 @@ def new_id() -> str:
     return f"urn:uuid:{uuid.uuid4()}"
 
 
-def _forbidden_char(text: str) -> str | None:
-    # Control characters (C0, DEL, C1) and Unicode format characters would let a value inject
-    # SSE fields or hide itself; later drafts of the spec forbid them in topics, ids and types.
-    for char in text:
-        if ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F or unicodedata.category(char) == "Cf":
-            return f"U+{ord(char):04X}"
-    return None
+def _check_version(version: object) -> Version:
+    if version not in VERSIONS:
+        raise InvalidUpdate(
+            f"protocol must be 'draft-08' (Mercure 1.0 hubs) or 'draft-07' (hubs 0.x), "
+            f"got {version!r}"
+        )
+    return version
+
+
+_forbidden_char = forbidden_char  # the name this module used before mercure_match existed
 
 
 @dataclass(frozen=True)
 class Update:
-    """One update, checked against the protocol's rules when it is built.
+    """One update, checked against draft-08's Publication rules when it is built.
+
+    The hub's reserved namespace (`/.well-known/mercure/...`) depends on the hub's URL, so the
+    publisher checks it when it sends (see `check_topics`).
 
     Attributes:
-        topics: the canonical topic IRI first, then alternates (at least one).
+        topics: the canonical topic IRI first, then alternates (at least one; none is `*`, and
+            none holds a control or format character).
         data: the new content (any text; the hub splits lines into `data:` fields).
-        private: dispatch only to subscribers whose JWT grants one of the topics.
-        id: the SSE id; a `urn:uuid:` is generated when omitted. Must not start with `#`.
-        type: the SSE `event` type.
+        private: dispatch only to subscribers whose token grants one of the topics.
+        id: the SSE id; a `urn:uuid:` is generated when omitted. Must not start with `#`, must
+            not be `earliest`, and holds no control or format character.
+        type: the SSE `event` type; not `mercure`, which is the hub's own.
         retry: the SSE reconnection time in milliseconds.
 
     Raises:
@@ -91,6 +141,8 @@ class Update:
                 raise InvalidUpdate(f"every topic must be a non-empty string, got {topic!r}")
             if bad := _forbidden_char(topic):
                 raise InvalidUpdate(f"topic {topic!r} contains the control character {bad}")
+            if topic == WILDCARD:
+                raise InvalidUpdate("topic '*' is reserved for the wildcard matcher")
         if not self.id or self.id.startswith("#") or self.id == "earliest":
             raise InvalidUpdate(
                 f"id {self.id!r} is not allowed: it must be non-empty, must not start with '#' "
@@ -124,6 +176,19 @@ class Update:
         """The exact request body: `application/x-www-form-urlencoded`."""
         return urlencode(self.form()).encode("ascii")
 
+    def check_topics(self, hub_url: str) -> None:
+        """Refuse topics in the hub's reserved namespace (its path and below, after resolution).
+
+        Raises:
+            InvalidUpdate: naming the topic.
+        """
+        for topic in self.topics:
+            if in_reserved_namespace(topic, hub_url):
+                raise InvalidUpdate(
+                    f"topic {topic!r} is in the hub's reserved namespace "
+                    f"({urlsplit(hub_url).path}/...), which only the hub publishes to"
+                )
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -149,27 +214,100 @@ class RetryPolicy:
         return base * random.uniform(0.5, 1.0)
 
 
-def error_for(response: httpx.Response, update: Update) -> MercureError | None:
-    """The typed error a hub response means, or `None` for success (2xx)."""
+class MercureRateLimited(MercureError):
+    """429: the hub (or a proxy) limits this publisher; wait `retry_after` seconds if given."""
+
+    def __init__(
+        self, message: str, status: int | None = None, body: str = "", *, retry_after: float | None
+    ) -> None:
+        super().__init__(message, status, body)
+        self.retry_after = retry_after
+
+
+_AUTH_PARAM = re.compile(r'([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
+
+
+def bearer_challenge(response: httpx.Response) -> dict[str, str] | None:
+    """The parameters of the response's `WWW-Authenticate: Bearer` challenge, or None.
+
+    Example:
+        ```python
+        import httpx
+
+        from sidestream.mercure import bearer_challenge
+
+        challenge = {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
+        refused = httpx.Response(403, headers=challenge)
+        print(bearer_challenge(refused))
+        #> {'error': 'insufficient_scope'}
+        ```
+    """
+    for value in response.headers.get_list("www-authenticate"):
+        scheme, _, params = value.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            return {
+                name.lower(): re.sub(r"\\(.)", r"\1", quoted) if quoted else bare
+                for name, quoted, bare in _AUTH_PARAM.findall(params)
+            }
+    return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.strip().isdigit() else None
+
+
+def error_for(
+    response: httpx.Response, update: Update, *, protocol: Version = "draft-07"
+) -> MercureError | None:
+    """The typed error a hub response means, or `None` for success (2xx).
+
+    Draft-08 hubs name the token problem in `WWW-Authenticate: Bearer error="..."`
+    (`invalid_token`, `insufficient_scope`, `invalid_request`); the message says what it means.
+    """
     status, body = response.status_code, response.text.strip()
     if 200 <= status < 300:
         return None
     where = f"{response.request.method} {response.request.url}"
+    challenge = bearer_challenge(response) or {}
+    code = challenge.get("error")
+    said = (
+        f" ({code}: {challenge['error_description']})"
+        if challenge.get("error_description")
+        else (f" ({code})" if code else "")
+    )
     if status == 400:
+        if code == "invalid_request":
+            return MercureBadRequest(
+                f"hub could not read the token as presented{said} ({where}): send exactly one "
+                "'Authorization: Bearer <token>' header",
+                status,
+                body,
+            )
         return MercureBadRequest(
             f"hub rejected the update as malformed ({where}): {body}", status, body
         )
     if status == 401:
+        if protocol == "draft-07":
+            hint = (
+                "check that it is signed with the hub's publisher key and not expired (hubs "
+                "v0.x also answer 401 when mercure.publish does not cover the topics)"
+            )
+        elif code is None:
+            hint = "no token reached the hub: send 'Authorization: Bearer <token>'"
+        else:
+            hint = (
+                "the hub refused the token: check its signing key and algorithm, 'typ: at+jwt', "
+                "'iss' (the issuer the hub trusts), 'aud' (the hub's resource identifier), "
+                "'exp', and that every authorization detail is well-formed"
+            )
         return MercureUnauthorized(
-            f"hub refused the publisher JWT (401 from {where}): check that it is signed with the "
-            "hub's publisher key and not expired (hubs v0.x also answer 401 when "
-            "mercure.publish does not cover the topics)",
-            status,
-            body,
+            f"hub refused the publisher token{said} (401 from {where}): {hint}", status, body
         )
     if status == 403:
+        claim = "mercure.publish" if protocol == "draft-07" else "publish authorization_details"
         return MercureForbidden(
-            f"the JWT's mercure.publish does not cover every topic of {list(update.topics)} "
+            f"the token's {claim} does not cover every topic of {list(update.topics)}{said} "
             f"(403 from {where})",
             status,
             body,
@@ -180,6 +318,15 @@ def error_for(response: httpx.Response, update: Update) -> MercureError | None:
             "send less data (a URL to fetch, a diff) or raise the hub's body limit",
             status,
             body,
+        )
+    if status == 429:
+        retry_after = _retry_after(response)
+        wait = f"; it asks to wait {retry_after:g} s" if retry_after is not None else ""
+        return MercureRateLimited(
+            f"hub is limiting this publisher (429 from {where}){wait}",
+            status,
+            body,
+            retry_after=retry_after,
         )
     if status >= 500:
         return MercureUnavailable(f"hub failed ({status} from {where}): {body}", status, body)
@@ -194,9 +341,13 @@ Outcome = httpx.Response | Exception | None
 class _PublishCore:
     """Everything about publishing except the I/O, shared by the sync and async publishers."""
 
-    def __init__(self, hub_url: str, token: str | TokenIssuer, retry: RetryPolicy) -> None:
+    def __init__(
+        self, hub_url: str, token: str | TokenIssuer, retry: RetryPolicy, protocol: Version
+    ) -> None:
         if urlsplit(hub_url).scheme not in {"http", "https"}:
             raise InvalidUpdate(f"hub_url must be an http(s) URL, got {hub_url!r}")
+        self.protocol = _check_version(protocol)
+        _check_token_version(token, self.protocol)
         self.hub_url = hub_url
         self.token = token
         self.retry = retry
@@ -214,11 +365,12 @@ class _PublishCore:
 
     def attempts(self, update: Update) -> Generator[Step, Outcome, str]:
         """Yields requests to send and delays to sleep; returns the id the hub assigned."""
+        update.check_topics(self.hub_url)
         for attempt in range(1, self.retry.attempts + 1):
             outcome = yield self.request(update)
             last = attempt == self.retry.attempts
             if isinstance(outcome, httpx.Response):
-                error = error_for(outcome, update)
+                error = error_for(outcome, update, protocol=self.protocol)
                 if error is None:
                     return outcome.text.strip() or update.id
                 if not isinstance(error, MercureUnavailable) or last:
@@ -231,16 +383,50 @@ class _PublishCore:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+def _check_token_version(token: str | TokenIssuer, protocol: Version) -> None:
+    """Catch the one mistake no hub explains well: a token of the other version's shape."""
+    if isinstance(token, StreamTokens):
+        draft_08 = isinstance(token.claims_format, AccessTokenClaims)
+        if draft_08 != (protocol == "draft-08"):
+            shape = "AccessTokenClaims" if draft_08 else "the mercure claim (draft-07)"
+            raise InvalidUpdate(
+                f"the token issuer writes {shape} but protocol={protocol!r}: use "
+                + (
+                    "claims_format=AccessTokenClaims(client_id=...) and issuer=... for draft-08"
+                    if protocol == "draft-08"
+                    else "the default claims_format for draft-07"
+                )
+            )
+    elif isinstance(token, str) and protocol == "draft-08":
+        try:
+            typ = jwt.get_unverified_header(token).get("typ")
+        except jwt.DecodeError as exc:
+            raise InvalidUpdate(f"the publisher token is not a JWT: {exc}") from exc
+        if not isinstance(typ, str) or typ.lower().removeprefix("application/") != "at+jwt":
+            raise InvalidUpdate(
+                f"a draft-08 hub takes only access tokens (header typ 'at+jwt'); this one has "
+                f"typ {typ!r}"
+            )
+
+
 class Publisher:
     """Publishes updates from sync code (a Flask view). Thread-safe; create one per process.
 
     Args:
         hub_url: the hub's publish URL, e.g. `https://hub.example.com/.well-known/mercure`.
-        token: a publisher JWT, or a [`TokenIssuer`][sidestream.tokens.TokenIssuer] (then each
+        token: a publisher token, or a [`TokenIssuer`][sidestream.tokens.TokenIssuer] (then each
             update gets its own short-lived token for exactly its topics).
+        protocol: the version the hub speaks: `"draft-08"` (Mercure 1.0) or `"draft-07"`
+            (hubs 0.x). It decides how refusals are read, and a
+            [`StreamTokens`][sidestream.tokens.StreamTokens] issuer must write that version's
+            token shape.
         client: an `httpx.Client` to use (its transport, proxies, TLS); one is made otherwise.
         timeout: seconds for each attempt when the client is made here.
         retry: the [`RetryPolicy`][sidestream.mercure.RetryPolicy].
+
+    Raises:
+        InvalidUpdate: an unknown protocol, a non-http(s) hub URL, or a token of the other
+            version's shape.
     """
 
     def __init__(
@@ -248,11 +434,12 @@ class Publisher:
         hub_url: str,
         token: str | TokenIssuer,
         *,
+        protocol: Version,
         client: httpx.Client | None = None,
         timeout: float = 5.0,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self._core = _PublishCore(hub_url, token, retry or RetryPolicy())
+        self._core = _PublishCore(hub_url, token, retry or RetryPolicy(), protocol)
         self._client = client or httpx.Client(timeout=timeout)
 
     def publish(
@@ -269,7 +456,8 @@ class Publisher:
 
         Raises:
             InvalidUpdate: before anything is sent, if the update breaks the protocol.
-            MercureError: a subclass per status (see `sidestream.errors`).
+            MercureError: a subclass per status (see `sidestream.errors`;
+                [`MercureRateLimited`][sidestream.mercure.MercureRateLimited] for 429).
         """
         update = make_update(topics, data, private=private, id=id, type=type, retry=retry)
         steps = self._core.attempts(update)
@@ -306,11 +494,12 @@ class AsyncPublisher:
         hub_url: str,
         token: str | TokenIssuer,
         *,
+        protocol: Version,
         client: httpx.AsyncClient | None = None,
         timeout: float = 5.0,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self._core = _PublishCore(hub_url, token, retry or RetryPolicy())
+        self._core = _PublishCore(hub_url, token, retry or RetryPolicy(), protocol)
         self._client = client or httpx.AsyncClient(timeout=timeout)
 
     async def publish(
@@ -369,21 +558,80 @@ def make_update(
 
 
 def publisher_token(
-    issuer: TokenIssuer, topics: Sequence[str] = ("*",), *, lifetime: float | None = None
+    issuer: TokenIssuer, topics: Grants = ("*",), *, lifetime: float | None = None
 ) -> str:
-    """A JWT whose `mercure.publish` lists `topics` (selectors; `*` for every topic)."""
+    """A token that may publish to `topics` (`*` for every topic).
+
+    In the issuer's format: `mercure.publish` (draft-07), or a `publish` authorization detail
+    (draft-08, where a plain string is an `exact` matcher and a
+    [`TopicMatcher`][sidestream.mercure_match.TopicMatcher] can be a URL pattern).
+    """
     return issuer.issue(None, publish=list(topics), lifetime=lifetime)
 
 
 def subscriber_token(
     issuer: TokenIssuer,
-    topics: Sequence[str],
+    topics: Grants,
     *,
     subject: str | None = None,
     lifetime: float | None = None,
 ) -> str:
-    """A JWT whose `mercure.subscribe` lists the topic selectors whose private updates it reads."""
+    """A token that may read the private updates of `topics` (a `subscribe` grant)."""
     return issuer.issue(subject, subscribe=list(topics), lifetime=lifetime)
+
+
+def subscription_url(
+    hub_url: str,
+    topics: Sequence[str | TopicMatcher],
+    *,
+    protocol: Version,
+    last_event_id: str | None = None,
+) -> str:
+    """The URL a subscriber opens (`EventSource`) to receive `topics`, in the hub's version.
+
+    Draft-08: `match=` for an exact topic (or `*`), `match_urlpattern=` for a URL pattern, and
+    `last_event_id=`. Draft-07: `topic=` selectors and `lastEventID=` (URL patterns cannot be
+    said in draft-07).
+
+    Example:
+        ```python
+        from urllib.parse import parse_qsl, urlsplit
+
+        from sidestream.mercure import TopicMatcher, subscription_url
+
+        url = subscription_url(
+            "https://hub.example.com/.well-known/mercure",
+            ["https://example.com/foo", TopicMatcher("https://example.com/bar/:id", "urlpattern")],
+            protocol="draft-08",
+            last_event_id="urn:uuid:1",
+        )
+        print(parse_qsl(urlsplit(url).query)[1])
+        #> ('match_urlpattern', 'https://example.com/bar/:id')
+        print([name for name, _ in parse_qsl(urlsplit(url).query)])
+        #> ['match', 'match_urlpattern', 'last_event_id']
+        ```
+    """
+    protocol = _check_version(protocol)
+    if not topics:
+        raise InvalidUpdate("subscribe to at least one topic")
+    query: list[tuple[str, str]] = []
+    for topic in topics:
+        try:
+            matcher = topic if isinstance(topic, TopicMatcher) else TopicMatcher(topic)
+        except InvalidMatcher as exc:
+            raise InvalidUpdate(str(exc)) from exc
+        if protocol == "draft-07":
+            if matcher.match_type == URLPATTERN:
+                raise InvalidUpdate("draft-07 hubs know no URL patterns: use protocol='draft-08'")
+            query.append(("topic", matcher.match))
+        else:
+            name = "match" if matcher.match_type != URLPATTERN else "match_urlpattern"
+            query.append((name, matcher.match))
+    if last_event_id is not None:
+        if bad := forbidden_char(last_event_id):
+            raise InvalidUpdate(f"last_event_id contains the control character {bad}")
+        query.append((LAST_EVENT_ID_PARAMS[protocol], last_event_id))
+    return f"{hub_url}?{urlencode(query)}"
 
 
 # --- discovery and the subscriber cookie -----------------------------------------------------
@@ -400,16 +648,25 @@ def _target(url: str) -> str:
 
 
 def discovery_links(
-    hub_url: str, *, topic: str | None = None, last_event_id: str | None = None
+    hub_url: str,
+    *,
+    topic: str | None = None,
+    last_event_id: str | None = None,
+    content_type: str | None = None,
+    type: str | None = None,
 ) -> list[str]:
-    """The `Link` header values that let a subscriber find the hub (draft-07 Discovery).
+    """The `Link` header values that let a subscriber find the hub (Discovery; both versions).
 
     Args:
-        hub_url: the hub's URL (its path is `/.well-known/mercure`).
+        hub_url: the hub's URL (by default its path is `/.well-known/mercure`).
         topic: the canonical topic to subscribe to (`rel="self"`); subscribers fall back to the
             resource's own URL without it.
         last_event_id: the id of the last update when this resource was rendered; the subscriber
-            passes it as `lastEventID` so nothing between rendering and subscribing is lost.
+            passes it as `last_event_id` (draft-08) or `lastEventID` (draft-07) so nothing
+            between rendering and subscribing is lost.
+        content_type: the content type of every update for this resource (draft-08 hint).
+        type: the SSE event type of every update for this resource (draft-08 hint; not
+            `mercure`, which is the hub's own).
 
     Example:
         ```python
@@ -427,10 +684,18 @@ def discovery_links(
         ```
     """
     hub = f'{_target(hub_url)}; rel="mercure"'
-    if last_event_id is not None:
-        if _forbidden_char(last_event_id):
-            raise InvalidUpdate(f"last_event_id {last_event_id!r} contains a control character")
-        hub += f"; last-event-id={_quoted(last_event_id)}"
+    if type == "mercure":
+        raise InvalidUpdate("type 'mercure' is reserved for the hub's own events")
+    for name, value in (
+        ("last-event-id", last_event_id),
+        ("content-type", content_type),
+        ("type", type),
+    ):
+        if value is None:
+            continue
+        if _forbidden_char(value):
+            raise InvalidUpdate(f"{name} {value!r} contains a control character")
+        hub += f"; {name}={_quoted(value)}"
     return [hub] + ([f'{_target(topic)}; rel="self"'] if topic is not None else [])
 
 
@@ -449,9 +714,14 @@ def add_discovery(
     *,
     topic: str | None = None,
     last_event_id: str | None = None,
+    content_type: str | None = None,
+    type: str | None = None,
 ) -> None:
     """Add the discovery `Link` headers to a Flask/Werkzeug response (one header per link)."""
-    for link in discovery_links(hub_url, topic=topic, last_event_id=last_event_id):
+    links = discovery_links(
+        hub_url, topic=topic, last_event_id=last_event_id, content_type=content_type, type=type
+    )
+    for link in links:
         response.headers.add("Link", link)
 
 
@@ -461,11 +731,12 @@ def set_subscriber_cookie(
     hub_url: str,
     *,
     max_age: int,
-    name: str = COOKIE_NAME,
+    protocol: Version,
+    name: str | None = None,
     samesite: str = "Strict",
     domain: str | None = None,
 ) -> None:
-    """Set the subscriber JWT as the hub's authorization cookie on a Flask/Werkzeug response.
+    """Set the subscriber token as the hub's authorization cookie on a Flask/Werkzeug response.
 
     With the attributes the spec asks for: `Secure` and `HttpOnly` (JavaScript never sees the
     token), `SameSite`, and `Path` set to the hub's path so the cookie goes to the hub only.
@@ -473,11 +744,15 @@ def set_subscriber_cookie(
 
     Args:
         max_age: seconds; make it the token's lifetime.
+        protocol: the hub's version, which names the cookie: `__Secure-mercure_access_token`
+            (draft-08) or `mercureAuthorization` (draft-07).
+        name: another cookie name, when several hubs share a domain.
     """
+    protocol = _check_version(protocol)
     if samesite not in {"Strict", "Lax", "None"}:
         raise ValueError("samesite must be 'Strict', 'Lax' or 'None'")
     response.set_cookie(
-        name,
+        name or COOKIE_NAMES[protocol],
         token,
         max_age=max_age,
         path=urlsplit(hub_url).path or HUB_PATH,

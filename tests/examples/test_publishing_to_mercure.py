@@ -165,7 +165,9 @@ async def test_subscriber_js_receives_private_updates_only_with_the_cookie(
         httpx.post(f"{site}/books/1", json={"title": "Dune Messiah"}).raise_for_status()
         private_id = example.books[1]["last_update"]
         with Publisher(
-            hub_url, publisher_token(StreamTokens(PUBLISHER_KEY, audience=hub_url))
+            hub_url,
+            publisher_token(StreamTokens(PUBLISHER_KEY, audience=hub_url)),
+            protocol="draft-07",
         ) as p:
             public_id = p.publish(TOPIC, json.dumps({"title": "public notice"}))
 
