@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 
+from sidestream.access import allow_everyone
 from sidestream.bus import AsyncBus, connect_async
 from sidestream.service import create_app
 
 bus = AsyncBus(connect_async(os.environ["REDIS_URL"]), prefix=os.environ["BENCH_PREFIX"])
-app = create_app(bus, max_streams=20_000)
+app = create_app(bus, authorize=allow_everyone, max_streams=20_000)  # the bench's own channels

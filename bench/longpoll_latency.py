@@ -171,6 +171,8 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="longpoll-bench-"))
     os.environ["NOTIFICATIONS_DB"] = str(workdir / "notifications.sqlite3")
+    # blocking.py's module-level app reads REDIS_URL on import; the bench passes its own bus.
+    os.environ.setdefault("REDIS_URL", "memory://")
     sys.path.insert(0, str(CHAPTER))
     notifications_db = importlib.import_module("notifications_db")
     naive = importlib.import_module("naive")

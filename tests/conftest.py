@@ -47,8 +47,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.longrepr = f"skipped, but SIDESTREAM_NO_SKIP=1 makes every skip a failure: {reason}"
 
 
+# Read once, before any test sets REDIS_URL=memory:// for an example that means the embedded
+# server: that must not turn the session-wide real-Redis fixture into a skip.
+_REAL_REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
 def real_redis_url() -> str:
-    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    return _REAL_REDIS_URL
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +71,14 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         pytest.skip(f"no Redis answers at {url}: {exc}")
     return url
+
+
+@pytest.fixture
+def memory_url(monkeypatch: pytest.MonkeyPatch) -> str:
+    """`REDIS_URL=memory://` for this test only: for code that reads `REDIS_URL` and is meant to
+    run on the embedded server here (an unset `REDIS_URL` is an error, never a silent default)."""
+    monkeypatch.setenv("REDIS_URL", "memory://")
+    return "memory://"
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ TOKEN_LIFETIME = int(os.environ.get("STREAM_TOKEN_LIFETIME", "120"))
 USER = re.compile(r"[a-z0-9-]{1,40}")  # user names fit in channel names: user:<name>
 
 tokens = StreamTokens.from_env()  # SIDESTREAM_TOKEN_KEY, shared with the stream service
-bus = Bus(connect())  # REDIS_URL; unset = embedded fakeredis
+bus = Bus(connect())  # REDIS_URL (memory:// = the embedded fakeredis)
 app = Flask(__name__)
 app.secret_key = os.environ.get("FLASK_SECRET_KEY") or secrets.token_hex(32)
 

@@ -2,7 +2,7 @@
 
     SIDESTREAM_TOKEN_KEY=<32+ random bytes> flask --app app run --with-threads
 
-REDIS_URL picks Redis (unset: embedded fakeredis); STREAM_URL is the stream service's /events.
+REDIS_URL picks Redis (memory:// for the embedded fakeredis); STREAM_URL is the service's /events.
 """
 
 import json

@@ -1,7 +1,7 @@
 """The live demo behind the docs' widget: the Flask API and the Falcon stream service, side by side
 in one process on the embedded fakeredis, so `make serve` needs no Redis.
 
-    python examples/live_demo/demo.py      # http://127.0.0.1:8001
+    REDIS_URL=memory:// python examples/live_demo/demo.py      # http://127.0.0.1:8001
 
 In production the two are separate deployments sharing a real Redis; here one uvicorn serves both
 so that they share the embedded server.
@@ -15,6 +15,7 @@ import uvicorn
 from a2wsgi import WSGIMiddleware
 from flask import Flask, request
 
+from sidestream.access import allow_everyone
 from sidestream.bus import AsyncBus, Bus, connect, connect_async
 from sidestream.service import create_app
 
@@ -24,7 +25,7 @@ DOCS = os.environ.get("DEMO_ORIGINS", "http://127.0.0.1:8000,http://localhost:80
 CHANNEL = "demo"
 
 # --8<-- [start:api]
-bus = Bus(connect())  # REDIS_URL unset: the embedded fakeredis
+bus = Bus(connect())  # REDIS_URL=memory:// (make serve sets it): the embedded fakeredis
 api = Flask(__name__)
 
 
@@ -49,7 +50,10 @@ def allow_the_docs(response):  # the docs page is another origin: let it read ou
 
 
 # --8<-- [start:service]
-service = create_app(AsyncBus(connect_async()), cors_origins=DOCS, heartbeat=10)
+# The demo channel is public: anyone may read it, which the service logs as a warning.
+service = create_app(
+    AsyncBus(connect_async()), authorize=allow_everyone, cors_origins=DOCS, heartbeat=10
+)
 flask_app = WSGIMiddleware(api)
 
 

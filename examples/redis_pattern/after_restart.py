@@ -1,6 +1,6 @@
 """What a client sees when Redis has lost the history it was reading.
 
-python after_restart.py
+REDIS_URL=memory:// python after_restart.py
 """
 
 # --8<-- [start:imports]

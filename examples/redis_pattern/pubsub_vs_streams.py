@@ -1,6 +1,6 @@
 """Pub/sub forgets, a stream remembers: a client is away while events are published.
 
-python pubsub_vs_streams.py
+REDIS_URL=memory:// python pubsub_vs_streams.py
 """
 
 from redis.client import PubSub

@@ -2,7 +2,7 @@
 
     flask --app app run --with-threads
 
-REDIS_URL picks the Redis server; unset, an embedded fakeredis serves this one process.
+REDIS_URL picks the Redis server; memory:// is an embedded fakeredis for this one process.
 """
 
 from flask import Flask, Response, request

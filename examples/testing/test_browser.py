@@ -38,8 +38,8 @@ def page() -> Iterator[Page]:
 # --8<-- [start:event_source]
 def test_event_source_receives_what_is_published(page: Page) -> None:
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
-    bus = AsyncBus(connect_async("memory://"), prefix=prefix)
-    service = create_app(bus, authorize=allow_everyone)  # a public channel, for the test
+    service_bus = AsyncBus(connect_async("memory://"), prefix=prefix)
+    service = create_app(service_bus, authorize=allow_everyone)  # public, for the test
     bus = Bus(connect("memory://"), prefix=prefix)  # the same embedded server, from this thread
     with serve_asgi(service) as url:
         page.goto(f"{url}/healthz")  # a page of the service's own origin: no CORS to set up

@@ -25,8 +25,8 @@ from sidestream.testing import read_events, serve_asgi, serve_gunicorn, serve_ws
 def test_a_client_reads_what_the_api_published() -> None:
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
     api = create_api(Bus(connect("memory://"), prefix=prefix))
-    bus = AsyncBus(connect_async("memory://"), prefix=prefix)
-    service = create_service(bus, authorize=allow_everyone)  # public, for the test
+    service_bus = AsyncBus(connect_async("memory://"), prefix=prefix)
+    service = create_service(service_bus, authorize=allow_everyone)  # public, for the test
     with serve_wsgi(api) as api_url, serve_asgi(service) as service_url:
         ids = [
             httpx.post(f"{api_url}/channels/orders/events", json={"text": text}).json()["id"]

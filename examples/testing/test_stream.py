@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 from app import create_app as create_api
 
+from sidestream.access import allow_everyone
 from sidestream.bus import AsyncBus, Bus
 from sidestream.hub import Hub
 from sidestream.service import StreamApp, create_app

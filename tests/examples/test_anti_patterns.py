@@ -29,7 +29,9 @@ from sidestream.bus import Bus, connect, connect_async
 from sidestream.sse import Event, EventStreamParser
 from sidestream.testing import serve_asgi, serve_gunicorn, serve_uvicorn, serve_wsgi, wait_until
 
-pytestmark = pytest.mark.slow
+# The examples' module-level apps read REDIS_URL when imported; each test passes its own client,
+# so importing them asks for the embedded server by name.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("memory_url")]
 
 ANTI_PATTERNS = EXAMPLES / "anti_patterns"
 

@@ -25,7 +25,7 @@ KEY = "flask-extension-example-key-32-bytes"
 @pytest.fixture
 def example(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setenv("SIDESTREAM_TOKEN_KEY", KEY)
-    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("REDIS_URL", "memory://")  # the module-level app: the embedded server
     return load_example("flask_extension/app.py")
 
 
@@ -56,7 +56,7 @@ def logged_in(app: flask.Flask, user: str) -> FlaskClient:
 
 def test_module_level_app_reads_the_environment(example: ModuleType) -> None:
     settings = get_state(example.app).settings
-    assert settings.redis_url == "memory://"  # REDIS_URL unset
+    assert settings.redis_url == "memory://"  # REDIS_URL
     assert settings.token_key == KEY
     assert (settings.token_ttl, settings.stream_url) == (120, "http://127.0.0.1:8001/events")
     get_state(example.app).close()

@@ -34,7 +34,7 @@ MODULES = ("notifications_db", "short_polling", "naive", "blocking")
 def example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[[str], Any]]:
     """Import `examples/long_polling/<file>` fresh, with its own SQLite database file."""
     monkeypatch.setenv("NOTIFICATIONS_DB", str(tmp_path / "notifications.sqlite3"))
-    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("REDIS_URL", "memory://")  # the module-level apps: the embedded server
     monkeypatch.syspath_prepend(str(CHAPTER))
     for name in MODULES:
         sys.modules.pop(name, None)

@@ -47,7 +47,7 @@ def printed(main: Any, bus: Bus) -> str:
 
 @pytest.fixture
 def client(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("REDIS_URL", "memory://")  # the module-level app: the embedded server
     return load("redis_pattern/publish_endpoint.py").create_app(bus).test_client()
 
 
@@ -95,7 +95,7 @@ def test_bad_requests_get_a_4xx_that_names_the_problem(
     assert bus.history("orders") == []  # nothing was published
 
 
-def test_publish_event_logic_works_without_flask(bus: Bus) -> None:
+def test_publish_event_logic_works_without_flask(bus: Bus, memory_url: str) -> None:
     logic = load("redis_pattern/publish_endpoint.py").PublishEventLogic(bus)
     body, status = logic.execute("orders", {"type": "paid", "data": [1, 2]})
     assert status == 201
@@ -120,8 +120,8 @@ def test_after_a_restart_the_client_is_told_to_reload(bus: Bus) -> None:
 
 @pytest.mark.parametrize("script", ["pubsub_vs_streams.py", "after_restart.py"])
 def test_scripts_print_what_the_page_shows(script: str) -> None:
-    # Run as the page says, on the embedded default (REDIS_URL unset): `python <script>`.
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    # Run as the page says, on the embedded server: `REDIS_URL=memory:// python <script>`.
+    env = {**os.environ, "REDIS_URL": "memory://"}
     result = subprocess.run(
         [sys.executable, script],
         cwd=EXAMPLES / "redis_pattern",
