@@ -57,9 +57,17 @@ def notify(user: str):
 
 @app.get("/")
 def page():
-    return '<!doctype html><ul id="events"></ul><script src="/client.js"></script>'
+    return (
+        '<!doctype html><p id="status"></p><ul id="events"></ul>'
+        '<script type="module" src="/client.js"></script>'
+    )
 
 
 @app.get("/client.js")
 def client_js():
     return send_from_directory(Path(__file__).parent, "client.js")
+
+
+@app.get("/stream.js")  # the one browser client, which client.js imports
+def stream_js():
+    return send_from_directory(Path(__file__).parent.parent / "client", "stream.js")

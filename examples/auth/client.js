@@ -1,37 +1,26 @@
-// The browser's half: ask the API (same origin, session cookie) for a stream URL carrying a
-// short-lived token, open it, and when the token expires get a new one and resume by id.
+// The page's half: open the stream the API hands out (examples/client/stream.js, served
+// beside this file), show each notification, and say why if the stream stops for good.
 
 // --8<-- [start:connect]
-async function openStream(onEvent, lastEventId = "") {
-  const response = await fetch("/stream-token", { cache: "no-store" });
-  if (!response.ok) throw new Error(`no stream token: ${response.status}`);
-  const { url } = await response.json();
-  const resume = lastEventId ? `&last_event_id=${encodeURIComponent(lastEventId)}` : "";
-  const source = new EventSource(url + resume);
-  let last = lastEventId;
-  const reopen = () => {
-    source.close();
-    setTimeout(() => openStream(onEvent, last), 250);
-  };
-  source.onmessage = (event) => {
-    last = event.lastEventId;
-    onEvent(JSON.parse(event.data));
-  };
-  // The service ends a stream with `event: close` (its id stays the last one received).
-  source.addEventListener("close", (event) => {
-    last = event.lastEventId;
-    if (JSON.parse(event.data).reason === "expired") reopen(); // else EventSource reconnects
-  });
-  // A refused reconnection (401: the token expired meanwhile) closes the EventSource for good.
-  source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED) reopen();
-  };
-  return source;
-}
-// --8<-- [end:connect]
+import { fromApi, openStream } from "./stream.js";
 
-openStream((message) => {
+const list = document.getElementById("events");
+const show = (text) => {
   const item = document.createElement("li");
-  item.textContent = message.text;
-  document.getElementById("events").append(item);
+  item.textContent = text;
+  list.append(item);
+};
+
+export const stream = openStream({
+  getUrl: fromApi("/stream-token"), // a 401 or 403 from the API stops it
+  onEvent: (event) => show(JSON.parse(event.data).text),
+  // Notifications older than the retained history are gone: say so. A page that shows
+  // state (a list, a count) fetches it again from the API here instead.
+  onReset: () => show("(older notifications are no longer available)"),
+  onError: (error) => {
+    const status = document.getElementById("status");
+    status.textContent = `Live updates stopped: ${error.message}`;
+  },
+  remember: "notifications", // a reload resumes after the last notification shown
 });
+// --8<-- [end:connect]

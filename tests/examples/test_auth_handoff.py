@@ -270,14 +270,33 @@ async def test_each_user_receives_their_private_channel_and_not_the_others(
     ]
 
 
+@pytest.mark.browser
+async def test_a_logged_out_page_asks_once_and_says_why(
+    browser: Any, deployment: Deployment
+) -> None:
+    page = await browser.new_page()  # no session: the API refuses the token with 401
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url.removeprefix(deployment.api_url)))
+    await page.goto(f"{deployment.api_url}/")
+    await page.wait_for_function("document.getElementById('status').textContent")
+    await page.wait_for_timeout(5000)  # a client that looped would have asked again by now
+    assert await page.text_content("#status") == "Live updates stopped: log in first"
+    assert [url for url in asked if "/stream-token" in url or "/events" in url] == ["/stream-token"]
+
+
 def test_notify_refuses_a_name_that_is_not_a_user(deployment: Deployment) -> None:
     response = deployment.api.app.test_client().post("/notify/Bob!", json={"text": "x"})
     assert (response.status_code, response.get_json()) == (404, {"error": "no such user: 'Bob!'"})
 
 
-def test_the_page_loads_client_js(deployment: Deployment) -> None:
+def test_the_page_loads_client_js_which_imports_the_one_client(deployment: Deployment) -> None:
     client = deployment.api.app.test_client()
-    assert '<script src="/client.js">' in client.get("/").get_data(as_text=True)
-    script = client.get("/client.js")
-    assert script.get_data() == (EXAMPLES / "auth/client.js").read_bytes()
-    script.close()
+    page = client.get("/").get_data(as_text=True)
+    assert '<script type="module" src="/client.js">' in page
+    assert '<p id="status">' in page  # where client.js says why the stream stopped
+    for path, source in (("/client.js", "auth/client.js"), ("/stream.js", "client/stream.js")):
+        script = client.get(path)
+        assert script.mimetype == "text/javascript"
+        assert script.get_data() == (EXAMPLES / source).read_bytes()
+        script.close()
+    assert 'from "./stream.js"' in (EXAMPLES / "auth/client.js").read_text()
