@@ -248,6 +248,9 @@ class Reader:
 @pytest.fixture(scope="session")
 def reader(built: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Reader:
     """The page's install step in a fresh folder, with the wheel; the first try's extra too."""
+    for tool in ("bash", "curl"):  # the page's commands are bash and curl
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not found (apt-get install {tool})")
     home = tmp_path_factory.mktemp("reader")
     for name in PAGE_FILES:
         shutil.copy(QUICKSTART / name, home / name)
