@@ -185,11 +185,57 @@ def websocket(data: dict[str, Any]) -> str:
     return f"{speed}\n\n{memory}"
 
 
+def _links(urls: list[str]) -> str:
+    """Each page by its site and the last part of its path: `devcenter.heroku.com: http-routing`."""
+    names = [url.split("#")[0].rstrip("/").split("/") for url in urls]
+    return ", ".join(
+        f"[{parts[2]}: {parts[-1].removesuffix('.html')}]({url})"
+        for parts, url in zip(names, urls, strict=True)
+    )
+
+
+def long_poll_limit(row: dict[str, Any]) -> float | None:
+    """How long a response may take before its first byte (a long poll's whole wait)."""
+    limits = [row[key] for key in ("first_byte_s", "idle_s", "total_s") if row[key] is not None]
+    return min(limits) if limits else None
+
+
+def _stream_fit(row: dict[str, Any], service: dict[str, Any]) -> str:
+    beat, ping = service["heartbeat_s"], service["ws_ping_interval_s"]
+    if row["idle_s"] is None:
+        return f"no idle limit; a stream ends after {row['total_s']:g} s and resumes by id"
+    verdict = "fit" if max(beat, ping) < row["idle_s"] else "**too long**: lower them"
+    return f"{beat:g} s / {ping:g} s {verdict} under {row['idle_s']:g} s"
+
+
+def _long_poll_fit(row: dict[str, Any], service: dict[str, Any]) -> str:
+    limit, longest = long_poll_limit(row), service["long_poll_max_s"]
+    if limit is None or longest < limit:
+        return f"up to {longest:g} s fits"
+    default = service["long_poll_default_s"]
+    too_long = f"**{longest:g} s does not fit under {limit:g} s**"
+    return f"{too_long}: ask for `timeout={default:g}` or less"
+
+
+def platforms(data: dict[str, Any]) -> str:
+    service = data["service"]
+    return _table(
+        ["platform", "closes a connection after (documented default)", "to change it",
+         "response buffering", "heartbeat / WebSocket ping", "long poll", "source"],
+        [
+            [row["name"], row["limit"], row["change"], row["buffering"],
+             _stream_fit(row, service), _long_poll_fit(row, service), _links(row["sources"])]
+            for row in data["platforms"]
+        ],
+    )  # fmt: skip
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "capacity": capacity,
     "channels": channels,
     "fanout": fanout,
     "longpoll": longpoll,
+    "platforms": platforms,
     "redis_shard": redis_shard,
     "sse_encode": sse_encode,
     "websocket": websocket,

@@ -56,7 +56,7 @@ from proxy_servers import EXAMPLES_DIR
 
 from sidestream.access import allow_everyone
 from sidestream.bus import AsyncBus, Bus, connect, connect_async
-from sidestream.longpoll import MAX_TIMEOUT
+from sidestream.longpoll import DEFAULT_TIMEOUT, MAX_TIMEOUT
 from sidestream.service import create_app
 from sidestream.sse import Event
 from sidestream.testing import StreamReader, serve_asgi, serve_gunicorn, serve_wsgi, wait_until
@@ -713,3 +713,40 @@ def test_the_probes_and_timeouts_match_the_library_defaults() -> None:
     assert float(notes[f"{prefix}proxy-read-timeout"]) > max(heartbeat, UVICORN_PING)
     api_read = float(api_ingress["metadata"]["annotations"][f"{prefix}proxy-read-timeout"])
     assert api_read > MAX_TIMEOUT
+
+
+# ---------------------------------------------------------------------------------------------
+# Load balancers and platforms: documented limits against the library's defaults
+
+PLATFORMS = Path(__file__).resolve().parents[2] / "bench" / "results" / "platforms.json"
+
+
+def test_the_platform_table_uses_the_library_defaults() -> None:
+    sys.path.insert(0, str(PLATFORMS.parents[1]))
+    import tables  # bench/tables.py, the site's bench-table hook
+
+    data = json.loads(PLATFORMS.read_text())
+    assert data["service"] == {
+        "heartbeat_s": inspect.signature(create_app).parameters["heartbeat"].default,
+        "ws_ping_interval_s": UVICORN_PING,
+        "long_poll_default_s": DEFAULT_TIMEOUT,
+        "long_poll_max_s": MAX_TIMEOUT,
+    }
+    rows = {row["name"]: row for row in data["platforms"]}
+    assert len(rows) == 5 and all(
+        row["sources"] and all(url.startswith("https://") for url in row["sources"])
+        for row in rows.values()
+    )
+    table = tables.render("platforms")
+    lines = {name: next(ln for ln in table.splitlines() if ln.startswith(f"| {name} |"))
+             for name in rows}  # fmt: skip
+    for name, row in rows.items():
+        assert all(url in lines[name] for url in row["sources"])  # cited on the page
+        limit = tables.long_poll_limit(row)
+        if limit is not None and limit <= MAX_TIMEOUT:  # the page says what to change
+            assert limit > DEFAULT_TIMEOUT
+            assert f"ask for `timeout={DEFAULT_TIMEOUT:g}` or less" in lines[name]
+        else:
+            assert f"up to {MAX_TIMEOUT:g} s fits" in lines[name]
+    strictest = min(filter(None, map(tables.long_poll_limit, rows.values())))
+    assert strictest > MAX_TIMEOUT or "does not fit" in table
