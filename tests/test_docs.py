@@ -321,3 +321,11 @@ def test_every_module_has_a_reference_page(tmp_path: Path) -> None:
         "sidestream.hub.listener has no page under docs/reference/ "
         "(a page with `::: sidestream.hub.listener`)",
     ]
+
+
+def test_every_sliced_example_has_its_whole_file_on_the_page() -> None:
+    assert slices_without_whole_file(ROOT) == []
+
+
+def test_every_python_slice_shows_its_imports() -> None:
+    assert slices_without_imports(ROOT) == []

@@ -1,5 +1,6 @@
 """The Flask API's half of the hand-off: it knows who the user is, so it signs the stream token."""
 
+# --8<-- [start:imports]
 import json
 import os
 import re
@@ -11,6 +12,8 @@ from flask import Flask, request, send_from_directory, session
 
 from sidestream.bus import Bus, connect
 from sidestream.tokens import StreamTokens
+
+# --8<-- [end:imports]
 
 STREAM_URL = os.environ.get("STREAM_URL", "http://127.0.0.1:8001/events")
 # The token travels in a URL (EventSource cannot send headers), so it lives briefly and only

@@ -5,6 +5,7 @@
 REDIS_URL picks Redis (memory:// for the embedded fakeredis); STREAM_URL is the service's /events.
 """
 
+# --8<-- [start:imports]
 import json
 import os
 import re
@@ -14,6 +15,8 @@ from flask import Flask, request, session
 
 from sidestream.errors import Unauthorized
 from sidestream.flask import Sidestream
+
+# --8<-- [end:imports]
 
 USER = re.compile(r"[a-z0-9-]{1,40}")  # user names fit in channel names: user:<name>
 

@@ -1,5 +1,6 @@
 """A Flask API that publishes to a Mercure hub: the publish route, discovery, the cookie."""
 
+# --8<-- [start:imports]
 import json
 import os
 from pathlib import Path
@@ -9,6 +10,8 @@ from flask import Flask, abort, request, send_from_directory
 from sidestream.errors import MercureError
 from sidestream.mercure import Publisher, add_discovery, set_subscriber_cookie, subscriber_token
 from sidestream.tokens import StreamTokens
+
+# --8<-- [end:imports]
 
 HUB_URL = os.environ.get("MERCURE_HUB_URL", "http://127.0.0.1:3000/.well-known/mercure")
 SITE = os.environ.get("SITE_URL", "https://example.com")
