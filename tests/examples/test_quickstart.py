@@ -35,6 +35,7 @@ import httpx
 import pytest
 from loopback import EXAMPLES, load_example
 
+from sidestream.errors import InvalidConfig
 from sidestream.flask import get_state
 from sidestream.testing import free_port, read_events_async, wait_until_async
 
@@ -94,6 +95,19 @@ def test_the_api_authorizes_every_write_and_read(
     page = client.get("/")
     assert page.status_code == 200
     assert page.data == (QUICKSTART / "index.html").read_bytes()
+
+
+@pytest.mark.parametrize("example", ["api.py", "service.py"])
+def test_without_redis_url_neither_side_starts(
+    example: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No silent embedded server: each side names both choices instead."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("SIDESTREAM_TOKEN_KEY", KEY)
+    with pytest.raises(InvalidConfig) as refused:
+        load_example(f"quickstart/{example}")
+    assert "redis://" in str(refused.value)
+    assert "memory://" in str(refused.value)
 
 
 async def test_the_api_token_opens_the_users_stream_on_the_service(
@@ -349,6 +363,17 @@ async def test_an_event_the_api_publishes_shows_up_in_the_browser(
             assert (lines[0].strip(), lines[-1]) == (shown_first, shown_last), refused
             assert json.loads(lines[-1])["error"] == "forbidden"
             assert (await items.count()) == 4
+
+            # Someone the API refuses gets no stream and an error, not a request loop.
+            errors: list[str] = []
+            refused_page = await browser.new_page()
+            refused_page.on("pageerror", lambda error: errors.append(str(error)))
+            async with refused_page.expect_response(lambda r: "/stream-token" in r.url) as got:
+                await refused_page.goto(f"{api}/?user=Not+A+Name")
+            assert (await got.value).status == 401
+            await wait_until_async(lambda: len(errors) == 1, timeout=30)
+            assert "no stream token: 401" in errors[0]
+            assert metric(service, "open_streams") == 1  # still only ann's page
     finally:
         client = redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
