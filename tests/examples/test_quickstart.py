@@ -387,3 +387,19 @@ def test_the_page_shows_every_command_the_tests_run() -> None:
     assert section("install").splitlines()[-1] == 'pip install "sidestream[flask,falcon]"'
     assert "REDIS_URL=memory:// flask --app api run" in section("first-try")
     assert section("run-service").strip() == "uvicorn service:app --port 8001"
+
+
+def test_the_versions_the_page_states_are_the_packages() -> None:
+    """The page's "What it runs on" box says what pyproject.toml declares."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    page = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    assert project["requires-python"] == ">=3.11"
+    assert "**Python 3.11 or newer**" in page
+    pythons = [c.rsplit(" ", 1)[1] for c in project["classifiers"] if re.search(r":: 3\.\d+$", c)]
+    assert f"the package lists {pythons[0]} to {pythons[-1]}" in page
+    [redis_py] = [d for d in project["optional-dependencies"]["redis"] if d.startswith("redis")]
+    assert f"(`{redis_py}`" in page
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
