@@ -1,4 +1,5 @@
-"""A Flask API that publishes to a Mercure hub: the publish route, discovery, the cookie."""
+"""A Flask API that publishes to a Mercure 1.0 hub: the publish route, discovery, the
+cookie."""
 
 # --8<-- [start:imports]
 import json
@@ -8,8 +9,13 @@ from pathlib import Path
 from flask import Flask, abort, request, send_from_directory
 
 from sidestream.errors import MercureError
-from sidestream.mercure import Publisher, add_discovery, set_subscriber_cookie, subscriber_token
-from sidestream.tokens import StreamTokens
+from sidestream.mercure import (
+    Publisher,
+    add_discovery,
+    set_subscriber_cookie,
+    subscriber_token,
+)
+from sidestream.tokens import AccessTokenClaims, StreamTokens
 
 # --8<-- [end:imports]
 
@@ -17,12 +23,25 @@ HUB_URL = os.environ.get("MERCURE_HUB_URL", "http://127.0.0.1:3000/.well-known/m
 SITE = os.environ.get("SITE_URL", "https://example.com")
 SUBSCRIBER_LIFETIME = 300
 
-# Two keys, as the spec advises: one the hub checks publishers with, one for subscribers.
-# (Hubs v0.x ignore `aud`; Mercure 1.0 hubs require their own URL there.)
-publisher_tokens = StreamTokens.from_env("MERCURE_PUBLISHER_JWT_KEY", audience=HUB_URL)
-subscriber_tokens = StreamTokens.from_env("MERCURE_SUBSCRIBER_JWT_KEY", audience=HUB_URL)
-# One per process (it pools connections); the protocol is the version the hub speaks.
-publisher = Publisher(HUB_URL, publisher_tokens, protocol="draft-07")
+
+# --8<-- [start:tokens]
+def access_tokens(key_variable: str) -> StreamTokens:
+    # Mercure 1.0 (draft-08) takes RFC 9068 access tokens: this API issues them
+    # (iss, client_id) for the hub's resource identifier, its URL (aud).
+    return StreamTokens.from_env(
+        key_variable,
+        audience=HUB_URL,
+        issuer=SITE,
+        claims_format=AccessTokenClaims(client_id=SITE),
+    )
+
+
+# Two keys, as the spec advises: one for publishers, one for subscribers.
+publisher_tokens = access_tokens("MERCURE_PUBLISHER_JWT_KEY")
+subscriber_tokens = access_tokens("MERCURE_SUBSCRIBER_JWT_KEY")
+# One per process (it pools connections), for the version the hub speaks.
+publisher = Publisher(HUB_URL, publisher_tokens, protocol="draft-08")
+# --8<-- [end:tokens]
 
 books: dict[int, dict[str, object]] = {1: {"title": "Dune", "last_update": None}}
 app = Flask(__name__)
@@ -37,7 +56,8 @@ def not_found(error):
     return {"error": "no such book"}, 404
 
 
-@app.errorhandler(MercureError)  # the hub refused the update or stayed down through the retries
+# The hub refused the update, or stayed down through the retries.
+@app.errorhandler(MercureError)
 def hub_failed(error: MercureError):
     return {"error": f"the update was not published: {error}"}, 502
 
@@ -50,9 +70,12 @@ def update_book(book_id: int):
     if not isinstance(title, str):
         return {"error": 'send JSON like {"title": "Dune"}'}, 400
     book["title"] = title
-    # Private: only subscribers whose JWT grants this topic receive it. A 5xx or a timeout is
-    # retried with the same id; anything else raises a typed sidestream.errors.MercureError.
-    book["last_update"] = publisher.publish(topic(book_id), json.dumps(book), private=True)
+    # Private: only subscribers whose token grants this topic receive it. A 5xx or
+    # a timeout is retried with the same id; anything else raises a typed
+    # sidestream.errors.MercureError.
+    book["last_update"] = publisher.publish(
+        topic(book_id), json.dumps(book), private=True
+    )
     return {"id": book["last_update"]}, 202
 
 
@@ -65,11 +88,16 @@ def show_book(book_id: int):
     book = books.get(book_id) or abort(404)
     response = app.json.response(book)
     # Link: <hub>; rel="mercure"; last-event-id="…" and Link: <topic>; rel="self"
-    add_discovery(response, HUB_URL, topic=topic(book_id), last_event_id=book["last_update"])
+    add_discovery(
+        response, HUB_URL, topic=topic(book_id), last_event_id=book["last_update"]
+    )
     # In a real API, grant only what the logged-in user may read.
-    token = subscriber_token(subscriber_tokens, [topic(book_id)], lifetime=SUBSCRIBER_LIFETIME)
+    token = subscriber_token(
+        subscriber_tokens, [topic(book_id)], lifetime=SUBSCRIBER_LIFETIME
+    )
+    # The cookie __Secure-mercure_access_token: HttpOnly, Secure, SameSite=Strict.
     set_subscriber_cookie(
-        response, token, HUB_URL, max_age=SUBSCRIBER_LIFETIME, protocol="draft-07"
+        response, token, HUB_URL, max_age=SUBSCRIBER_LIFETIME, protocol="draft-08"
     )
     return response
 

@@ -1,5 +1,7 @@
 // Discover the hub from the resource's Link headers, then subscribe with EventSource.
-// The HttpOnly mercureAuthorization cookie (set by the same response) authorizes private updates.
+// The HttpOnly __Secure-mercure_access_token cookie (set by the same response)
+// authorizes private updates. Mercure 1.0 (draft-08); hubs 0.x take topic= and
+// lastEventID= instead of match= and last_event_id=.
 
 // --8<-- [start:discover]
 async function discover(resourceUrl) {
@@ -22,10 +24,11 @@ async function discover(resourceUrl) {
 // --8<-- [start:subscribe]
 function subscribe({ hub, topic, lastEventId }, onUpdate) {
   const url = new URL(hub);
-  url.searchParams.append("topic", topic);
+  url.searchParams.append("match", topic); // match_urlpattern for a URL pattern
   // Updates published between rendering the resource and subscribing are not lost:
-  if (lastEventId) url.searchParams.append("lastEventID", lastEventId);
-  const source = new EventSource(url, { withCredentials: true }); // send the cookie cross-origin
+  if (lastEventId) url.searchParams.append("last_event_id", lastEventId);
+  // withCredentials: send the cookie to the hub's origin
+  const source = new EventSource(url, { withCredentials: true });
   source.onmessage = (event) => onUpdate(JSON.parse(event.data), event.lastEventId);
   return source;
 }

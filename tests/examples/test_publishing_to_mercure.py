@@ -1,8 +1,9 @@
-"""examples/mercure/: the Flask API publishing to a Mercure hub, and subscriber.js in Chromium.
+"""examples/mercure/: the Flask API publishing to a Mercure 1.0 hub, and subscriber.js in Chromium.
 
 No maintained Mercure hub can be installed here (the reference hub is a Go binary from GitHub
-releases; Debian ships only Symfony's PHP publisher), so the hub is the spec-conformance double of
-tests/mercure_hub.py, served over real loopback sockets by uvicorn.
+releases; Debian ships only Symfony's PHP publisher), so the hub is the double of
+tests/mercure_hub.py speaking draft-08 (Mercure 1.0), served over real loopback sockets by
+uvicorn.
 """
 
 from __future__ import annotations
@@ -21,18 +22,30 @@ from mercure_hub import HUB_PATH, MercureHub
 
 from sidestream.mercure import Publisher, publisher_token
 from sidestream.testing import serve_asgi, serve_wsgi
-from sidestream.tokens import StreamTokens
+from sidestream.tokens import AccessTokenClaims, StreamTokens
 
 PUBLISHER_KEY = "mercure-publisher-key-32-bytes-long!"
 SUBSCRIBER_KEY = "mercure-subscriber-key-32-bytes-long"
-TOPIC = "https://example.com/books/1"
+SITE = "https://example.com"
+TOPIC = f"{SITE}/books/1"
+COOKIE = "__Secure-mercure_access_token"
+
+
+def draft_08(key: str, hub_url: str) -> StreamTokens:
+    claims = AccessTokenClaims(client_id=SITE)
+    return StreamTokens(key, audience=hub_url, issuer=SITE, claims_format=claims)
 
 
 @pytest.fixture
 def hub() -> Iterator[tuple[MercureHub, str]]:
-    double = MercureHub(publisher_key=PUBLISHER_KEY, subscriber_key=SUBSCRIBER_KEY)
+    double = MercureHub(
+        publisher_key=PUBLISHER_KEY,
+        subscriber_key=SUBSCRIBER_KEY,
+        protocol="draft-08",
+        issuer=SITE,  # the example issues its own tokens: iss is its URL
+    )
     with serve_asgi(double.asgi, interface="asgi3") as base:
-        double.audience = base + HUB_PATH  # the example puts the hub URL in `aud`
+        double.hub_url = base + HUB_PATH  # the resource identifier tokens must name in aud
         yield double, base + HUB_PATH
 
 
@@ -58,10 +71,16 @@ def test_publish_route_sends_a_private_update(
     assert update.private is True
     assert json.loads(update.data) == {"title": "Dune Messiah", "last_update": None}
     token = double.requests[0].headers["authorization"].removeprefix("Bearer ")
-    assert jwt.decode(token, PUBLISHER_KEY, algorithms=["HS256"], audience=hub[1])["mercure"] == {
-        "subscribe": [],
-        "publish": [TOPIC],
-    }
+    assert jwt.get_unverified_header(token)["typ"] == "at+jwt"
+    claims = jwt.decode(token, PUBLISHER_KEY, algorithms=["HS256"], audience=hub[1])
+    assert (claims["iss"], claims["client_id"], claims["sub"]) == (SITE, SITE, SITE)
+    assert claims["authorization_details"] == [
+        {
+            "type": "https://mercure.rocks/authorization-detail",
+            "actions": ["publish"],
+            "topics": [{"match": TOPIC, "match_type": "exact"}],
+        }
+    ]
 
 
 def test_show_book_advertises_the_hub_and_sets_the_cookie(
@@ -78,9 +97,11 @@ def test_show_book_advertises_the_hub_and_sets_the_cookie(
     cookie = response.headers["Set-Cookie"]
     for attribute in ("Secure", "HttpOnly", "SameSite=Strict", f"Path={HUB_PATH}", "Max-Age=300"):
         assert attribute in cookie.split("; ")
-    token = cookie.split(";")[0].removeprefix("mercureAuthorization=")
-    claims = StreamTokens(SUBSCRIBER_KEY, audience=hub[1]).verify(token)
+    assert cookie.startswith(f"{COOKIE}=")
+    token = cookie.split(";")[0].removeprefix(f"{COOKIE}=")
+    claims = draft_08(SUBSCRIBER_KEY, hub[1]).verify(token)
     assert claims.subscribe == (TOPIC,)
+    assert [detail.actions for detail in claims.details] == [("subscribe",)]
 
 
 def test_the_page_loads_subscriber_js(example: ModuleType) -> None:
@@ -130,7 +151,7 @@ async def test_subscriber_js_receives_private_updates_only_with_the_cookie(
 
         # Alice loads the page: subscriber.js fetches /books/1 (Link headers + HttpOnly cookie).
         # An update lands after /books/1 rendered but before EventSource connects: the
-        # last-event-id from discovery, sent as lastEventID, makes the hub replay it.
+        # last-event-id from discovery, sent as last_event_id, makes the hub replay it.
         alice = await (await browser.new_context()).new_page()
 
         async def publish_in_the_gap(route: Any) -> None:
@@ -140,9 +161,10 @@ async def test_subscriber_js_receives_private_updates_only_with_the_cookie(
         await alice.route(f"{hub_url}?*", publish_in_the_gap, times=1)
         await alice.goto(f"{site}/")
         await alice.wait_for_function("window.subscription && window.subscription.readyState === 1")
-        assert "mercureAuthorization" not in await alice.evaluate("document.cookie")  # HttpOnly
+        assert COOKIE not in await alice.evaluate("document.cookie")  # HttpOnly
         gap_id = example.books[1]["last_update"]
-        assert f"lastEventID={before_page}".replace(":", "%3A") in double.subscribe_urls[0]
+        assert f"last_event_id={before_page}".replace(":", "%3A") in double.subscribe_urls[0]
+        assert double.subscribe_urls[0].startswith("match=https%3A%2F%2Fexample.com%2Fbooks%2F1")
 
         # Mallory is on the same origin and subscribes to the same topic, without the cookie.
         mallory = await (await browser.new_context()).new_page()
@@ -150,7 +172,7 @@ async def test_subscriber_js_receives_private_updates_only_with_the_cookie(
         await mallory.set_content('<ul id="updates"></ul>')
         await mallory.evaluate(
             """([hub, topic]) => {
-                const url = new URL(hub); url.searchParams.append("topic", topic);
+                const url = new URL(hub); url.searchParams.append("match", topic);
                 const source = new EventSource(url, { withCredentials: true });
                 source.onmessage = (e) => {
                   const li = document.createElement("li"); li.textContent = e.data;
@@ -166,8 +188,8 @@ async def test_subscriber_js_receives_private_updates_only_with_the_cookie(
         private_id = example.books[1]["last_update"]
         with Publisher(
             hub_url,
-            publisher_token(StreamTokens(PUBLISHER_KEY, audience=hub_url)),
-            protocol="draft-07",
+            publisher_token(draft_08(PUBLISHER_KEY, hub_url)),
+            protocol="draft-08",
         ) as p:
             public_id = p.publish(TOPIC, json.dumps({"title": "public notice"}))
 
