@@ -230,6 +230,109 @@ def platforms(data: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def _flow(row: dict[str, Any]) -> str:
+    flow = row["flow"]
+    first, end = flow["first_event_s"], flow["response_end_s"]
+    if flow["flows"]:
+        return f"yes: first at {_seconds(first)}, end at {_seconds(end)}"
+    if first is None:
+        return f"no: {flow['events']} events, status {flow['status']}"
+    return f"no: all {flow['events']} events at {_seconds(first)}"
+
+
+def _websocket(row: dict[str, Any]) -> str:
+    socket = row["websocket"]
+    if socket["works"]:
+        return "yes"
+    status = re.search(r"HTTP (\d{3})", socket["error"] or "")
+    return f"no (HTTP {status[1]})" if status else f"no ({socket['error'].split(':')[0]})"
+
+
+def _holds(row: dict[str, Any]) -> str:
+    holds = row["holds"]
+    if holds["reached_bound"]:
+        return f"{holds['holds']} or more (the bound)"
+    if holds["holds"] == 0:
+        return "0: the API waits behind 1 stream"
+    return f"{holds['holds']}: the API waits behind {holds['steps'][-1]['streams']}"
+
+
+def _api_ms(row: dict[str, Any]) -> str:
+    good = [s for s in row["holds"]["steps"] if s["streams"] <= row["holds"]["holds"]]
+    return f"{good[-1]['api_ms']:g} ms at {good[-1]['streams']}" if good else "—"
+
+
+def _disconnect(row: dict[str, Any]) -> str:
+    left = row["disconnect"]
+    return f"after {_seconds(left['after_s'])}" if left["noticed"] else f"no ({left['error']})"
+
+
+def _sigterm(row: dict[str, Any]) -> str:
+    term = row["sigterm"]
+    if not term["exited"]:
+        return f"hangs: still running after {term['bound_s']:g} s (killed)"
+    ended = [e for e in term["streams_ended_s"] if e is not None]
+    streams = f", streams ended at {_seconds(max(ended))}" if ended else ""
+    return f"exits after {_seconds(term['exit_s'])}{streams}"
+
+
+def _error_line(output: str) -> str:
+    """The line of a server's output that names its error (else its last line)."""
+    lines = output.splitlines()
+    return next((line.strip() for line in reversed(lines) if "Error" in line), lines[-1])
+
+
+def servers(data: dict[str, Any]) -> str:
+    """The server table, the errors of those that did not run, and how the run was made."""
+    header = ["server", "app", "SSE flows before the response ends", "WebSocket",
+              "streams one worker holds", "plain request at that load",
+              "closed client noticed", "SIGTERM with 2 open streams", "version"]  # fmt: skip
+    rows = []
+    for row in data["servers"]:
+        if row["status"] != "ran":
+            cells = [row["status"], *["—"] * 5]
+        else:
+            cells = [_flow(row), _websocket(row), _holds(row), _api_ms(row),
+                     _disconnect(row), _sigterm(row)]  # fmt: skip
+        rows.append([row["name"], row["flavour"], *cells, row["version"] or "—"])
+    parts = [_table(header, rows)]
+    failed = [row for row in data["servers"] if row["status"] != "ran"]
+    if failed:
+        parts.append(
+            _table(
+                ["server", "why it did not run here (its error)"],
+                [[row["name"], f"`{_error_line(row['error'])}`"] for row in failed],
+            )
+        )
+    machine, load, params = data["machine"], data["load_average"], data["parameters"]
+    versions = ", ".join(f"{name} {version}" for name, version in data["versions"].items())
+    parts.append(_table(
+        ["the run", ""],
+        [
+            ["command", f"`{data['command']}`"],
+            ["machine", f"{machine['cpus']} CPUs, {machine['system']}, Python {machine['python']}"],
+            ["load average (1, 5, 15 min) at start / end",
+             f"{', '.join(map(str, load['start']))} / {', '.join(map(str, load['end']))}"],
+            ["event interval on every stream", _seconds(params["interval_s"])],
+            ["streams opened, step by step", ", ".join(map(str, params["ramp"]))],
+            ["a plain request waits when slower than", _seconds(params["stall_s"])],
+            ["SIGTERM: killed when still running after", f"{params['term_bound_s']:g} s"],
+            ["packages", versions],
+        ],
+    ))  # fmt: skip
+    parts.append(
+        _table(
+            ["server", "started as (one worker; `PORT` a free loopback port)"],
+            [[row["name"], f"`{row['command']}`"] for row in data["servers"]],
+        )
+    )
+    return "\n\n".join(parts)
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "capacity": capacity,
     "channels": channels,
@@ -237,6 +340,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "longpoll": longpoll,
     "platforms": platforms,
     "redis_shard": redis_shard,
+    "servers": servers,
     "sse_encode": sse_encode,
     "websocket": websocket,
 }
