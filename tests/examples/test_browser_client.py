@@ -8,18 +8,20 @@ every test checks what the client did on the server side: how many requests, and
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from flask import Flask, request, send_file
-from loopback import EXAMPLES
+from loopback import EXAMPLES, serving
 
 from sidestream.bus import AsyncBus, Bus, connect, connect_async
 from sidestream.service import StreamApp, create_app
@@ -29,6 +31,7 @@ from sidestream.tokens import StreamTokens, authorizer
 pytestmark = pytest.mark.browser
 
 KEY = "browser-client-test-key-of-32-bytes!"
+OTHER_KEY = "not-the-services-key-but-32-bytes!!"
 RETRY = 2000  # ms, no jitter: the `retry:` every stream of these services sends
 
 PAGE = """<!doctype html><p id="status"></p><ul id="events"></ul>
@@ -98,6 +101,7 @@ class Api:
     lifetime: int = 120
     delay: float = 0  # seconds the token endpoint takes
     requests: list[str] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)  # path and query string
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self, path: str) -> int:
@@ -111,6 +115,7 @@ def make_api(api: Api, tokens: StreamTokens) -> Flask:
     def count() -> None:
         with api.lock:
             api.requests.append(request.path)
+            api.queries.append(request.full_path)
 
     @app.get("/")
     def page() -> str:
@@ -122,11 +127,12 @@ def make_api(api: Api, tokens: StreamTokens) -> Flask:
 
     @app.get("/stream-token")
     def stream_token() -> Any:
-        if not api.logged_in:
+        if not api.logged_in or "logged-out" in request.args:
             return {"error": "log in first"}, 401
         time.sleep(api.delay)
         channels = request.args.getlist("channel")
-        token = tokens.issue("alice", subscribe=api.granted, lifetime=api.lifetime)
+        signer = StreamTokens(OTHER_KEY) if "other-key" in request.args else tokens
+        token = signer.issue("alice", subscribe=api.granted, lifetime=api.lifetime)
         query = urlencode({"channel": channels, "token": token}, doseq=True)
         return {"url": f"{api.service}/events?{query}"}, 200, {"Cache-Control": "no-store"}
 
@@ -181,26 +187,33 @@ async def wait_for(page: Any, count: int) -> None:
 
 async def test_a_refusal_stops_the_client_with_the_reason_shown(setup: Setup, browser: Any) -> None:
     service = setup.service()
-    setup.api.service, setup.api.granted = service.url, ["news"]
-    forbidden = await browser.new_page()
-    await forbidden.goto(f"{setup.origin}/?channel=news&channel=secret")
-    await forbidden.wait_for_function("document.getElementById('status').textContent")
+    setup.api.service, setup.api.granted = service.url, ["news", "keyed", "out"]
+    cases = {  # page query -> what the page shows when it stops
+        "channel=news&channel=secret": "403 alice may not read secret",
+        "channel=keyed&other-key=1": "401 token signature does not verify",
+        "channel=out&logged-out=1": "401 log in first",
+    }
+    pages = {}
+    for query in cases:
+        pages[query] = await browser.new_page()
+        await pages[query].goto(f"{setup.origin}/?{query}")
+    for page in pages.values():
+        await page.wait_for_function("document.getElementById('status').textContent")
     # Ten seconds: a client that retried, even with backoff, would have come back by now.
-    await forbidden.wait_for_timeout(10_000)
-    status = await forbidden.text_content("#status")
-    assert status == "403 alice may not read secret"
-    # One EventSource request, refused, and one fetch of the same URL to learn why.
-    assert len(service.streams) == 2
-    assert setup.api.count("/stream-token") == 1
+    await page.wait_for_timeout(10_000)
+    assert {query: await page.text_content("#status") for query, page in pages.items()} == cases
 
-    setup.api.logged_in = False  # the API refuses: no stream request at all
-    logged_out = await browser.new_page()
-    await logged_out.goto(f"{setup.origin}/?channel=news")
-    await logged_out.wait_for_function("document.getElementById('status').textContent")
-    await logged_out.wait_for_timeout(5_000)
-    assert await logged_out.text_content("#status") == "401 log in first"
-    assert setup.api.count("/stream-token") == 2
-    assert len(service.streams) == 2
+    def requests(channel: str) -> tuple[int, int]:
+        tokens = [q for q in setup.api.queries if q.startswith(f"/stream-token?channel={channel}")]
+        streams = [q for _, _, q in service.streams if f"channel={channel}" in q]
+        return len(tokens), len(streams)
+
+    # 403: one token, the refused EventSource and the fetch that reads why.
+    assert requests("news") == (1, 2)
+    # 401 from the service: once more with a fresh token, then stop.
+    assert requests("keyed") == (2, 4)
+    # 401 from the API: no stream request at all.
+    assert requests("out") == (1, 0)
 
 
 async def test_a_draining_service_is_left_after_its_retry_and_nothing_is_lost(
@@ -267,7 +280,7 @@ async def test_a_history_gap_calls_on_reset_and_the_page_refetches(
     assert stored == {"news": await page.evaluate("window.stream.positions.news")}
 
 
-async def test_each_channel_resumes_from_its_own_position_after_a_new_token(
+async def test_each_channel_resumes_after_a_new_token_even_before_its_first_event(
     setup: Setup, browser: Any
 ) -> None:
     service = setup.service()
@@ -277,21 +290,22 @@ async def test_each_channel_resumes_from_its_own_position_after_a_new_token(
     page = await browser.new_page()
     await page.goto(f"{setup.origin}/?channel=a&channel=b")
     await wait_until_async(lambda: service.open_streams == 1, timeout=20)
-    bus.publish("a", "a1")  # b has no event yet: its position comes from the stream's cursor
-    await wait_for(page, 1)
     setup.api.lifetime, setup.api.delay = 120, 2  # the next token comes slowly
+    # The token expires before either channel had an event: the positions come from the
+    # cursor the stream started with, which the `close` event reports.
     await wait_until_async(lambda: len(service.streams) == 1 and service.open_streams == 0, 20)
-    missed = [bus.publish("b", "b1"), bus.publish("a", "a2")]  # between two streams
+    missed = [bus.publish("b", "b1"), bus.publish("a", "a1")]  # between two streams
     await wait_until_async(lambda: service.open_streams == 1, timeout=20)
+    last = bus.publish("a", "a2")
     await wait_for(page, 3)
-    await page.wait_for_timeout(500)
+    await page.wait_for_timeout(500)  # room for a duplicate to arrive
     received = await texts(page)
     # Each channel in order, once; a replay comes channel by channel, not interleaved.
     assert sorted(received) == ["a1", "a2", "b1"]
     assert [text for text in received if text.startswith("a")] == ["a1", "a2"]
     assert setup.api.count("/stream-token") == 2  # the expired token was replaced once
     positions = await page.evaluate("window.stream.positions")
-    assert positions == {"a": missed[1], "b": missed[0]}
+    assert positions == {"a": last, "b": missed[0]}
 
 
 async def test_close_leaves_no_open_request_and_no_timer(setup: Setup, browser: Any) -> None:
@@ -316,3 +330,40 @@ async def test_close_leaves_no_open_request_and_no_timer(setup: Setup, browser: 
     assert (len(service.streams), setup.api.count("/stream-token")) == (seen, tokens)
     assert service.open_streams == 0
     assert await other.text_content("#status") == ""  # closing is not an error
+
+
+def scripted(reason: str, connections: list[float]) -> type[BaseHTTPRequestHandler]:
+    """An event stream that closes at once with `reason` (and asks for a long `retry:`)."""
+    body = f'retry: 60000\nid: 1-0\n\nevent: close\ndata: {{"reason": "{reason}"}}\n\n'
+
+    class Scripted(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            connections.append(time.monotonic())
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Scripted
+
+
+async def test_a_slow_consumer_waits_longer_after_each_cut_off(setup: Setup, browser: Any) -> None:
+    connections: list[float] = []
+    with serving(scripted("slow-consumer", connections)) as url:
+        setup.api.service, setup.api.granted = url, ["news"]
+        page = await browser.new_page()
+        await page.add_init_script("Math.random = () => 0.999;")  # the longest wait each time
+        await page.goto(f"{setup.origin}/?channel=news")
+        await wait_until_async(lambda: len(connections) >= 4, timeout=40)
+        await page.evaluate("window.stream.close()")
+    gaps = [later - earlier for earlier, later in itertools.pairwise(connections)]
+    # The page's base is 500 ms, doubled per cut-off: 1, 2, then 4 s (longer on a loaded
+    # machine, never shorter), not the minute of the stream's `retry:`.
+    for gap, least in zip(gaps, (1.0, 2.0, 4.0), strict=False):
+        assert gap >= least * 0.999 - 0.01
+    assert setup.api.count("/stream-token") == len(connections)  # a fresh token each time
