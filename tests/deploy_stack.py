@@ -114,6 +114,16 @@ def run_proxy(
         certs.rmdir()
 
 
+def buffering_on(config: str) -> str:
+    """The config with response buffering on and the service's `X-Accel-Buffering: no`
+    ignored: what a proxy left at its defaults does to a stream (a control experiment)."""
+    return replace_once(
+        config,
+        "proxy_buffering off;",
+        "proxy_buffering on; proxy_ignore_headers X-Accel-Buffering;",
+    )
+
+
 def unit_command(port: int) -> list[str]:
     """The unit's ExecStart for instance `port` (systemd's `%i`), as an argv."""
     text = re.sub(r"\\\n\s*", " ", UNIT.read_text())  # systemd's line continuations

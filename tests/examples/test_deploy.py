@@ -47,6 +47,7 @@ from deploy_stack import (
     UNIT,
     UNIT_UVICORN,
     Instance,
+    buffering_on,
     connections_to,
     run_instances,
     run_proxy,
@@ -130,11 +131,6 @@ def test_with_buffering_on_nothing_arrives(key_prefix: str) -> None:
         heartbeat=HEARTBEAT,
     )
     bus = Bus(connect("memory://"), prefix=key_prefix)
-
-    def buffering_on(config: str) -> str:
-        return config.replace(
-            "proxy_buffering off;", "proxy_buffering on; proxy_ignore_headers X-Accel-Buffering;"
-        )
 
     with (
         serve_asgi(app) as service,
