@@ -19,7 +19,7 @@ export function fromApi(endpoint) {
     if (response.status === 401 || response.status === 403) {
       throw new Refused(response.status, body.error ?? body.description ?? endpoint);
     }
-    if (!response.ok) throw new Error(`${endpoint} answered ${response.status}`);
+    if (!response.ok || !body.url) throw new Error(`${endpoint}: ${response.status}`);
     return body.url;
   };
 }
