@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -67,12 +68,20 @@ class Counted:
         self.url = ""
         self.requests: list[tuple[float, str, str]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
+        # path -> (content type, body): pages served on the service's own origin
+        self.pages: dict[str, Callable[[], tuple[str, bytes]]] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.loop = asyncio.get_running_loop()
         if scope["type"] == "http":
             query = scope["query_string"].decode()
             self.requests.append((time.monotonic(), scope["path"], query))
+            if page := self.pages.get(scope["path"]):
+                content_type, body = page()
+                headers = [(b"content-type", content_type.encode())]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
         await self.app(scope, receive, send)
 
     def begin_drain(self) -> None:
@@ -150,7 +159,12 @@ class Setup:
     prefix: str
     stack: ExitStack
 
-    def service(self) -> Counted:
+    def service(
+        self,
+        *,
+        retry_after: int = 5,
+        pages: dict[str, Callable[[], tuple[str, bytes]]] | None = None,
+    ) -> Counted:
         """Start a stream service (several share the embedded Redis and the prefix)."""
         app = create_app(
             AsyncBus(connect_async("memory://"), prefix=self.prefix),
@@ -158,9 +172,11 @@ class Setup:
             cors_origins=[self.origin],
             retry=RETRY,
             retry_jitter=0,
+            retry_after=retry_after,
             drain_on_signal=False,
         )
         counted = Counted(app)
+        counted.pages = pages or {}
         counted.url = self.stack.enter_context(serve_asgi(counted))
         return counted
 
@@ -306,6 +322,42 @@ async def test_each_channel_resumes_after_a_new_token_even_before_its_first_even
     assert setup.api.count("/stream-token") == 2  # the expired token was replaced once
     positions = await page.evaluate("window.stream.positions")
     assert positions == {"a": last, "b": missed[0]}
+
+
+async def test_on_one_origin_a_503_is_retried_no_sooner_than_its_retry_after(
+    setup: Setup, browser: Any
+) -> None:
+    # The page, stream.js and the token endpoint on the service's origin, as behind one
+    # nginx: the page can read the 503's Retry-After.
+    def token() -> tuple[str, bytes]:
+        issued = StreamTokens(KEY).issue("alice", subscribe=["news"])
+        return "application/json", json.dumps(
+            {"url": f"/events?channel=news&token={issued}"}
+        ).encode()
+
+    script = (EXAMPLES / "client/stream.js").read_bytes()
+    pages = {
+        "/": lambda: ("text/html", PAGE.encode()),
+        "/stream.js": lambda: ("text/javascript", script),
+        "/stream-token": token,
+    }
+    service = setup.service(retry_after=3, pages=pages)
+    page = await browser.new_page()
+    await page.goto(f"{service.url}/?channel=news")
+    await wait_until_async(lambda: service.open_streams == 1, timeout=20)
+    drained = time.monotonic()
+    service.drain_now()
+    await wait_until_async(
+        lambda: (
+            [path for when, path, _ in service.requests if when > drained][:3]
+            == ["/events", "/events", "/stream-token"]
+        ),
+        timeout=30,
+    )
+    await page.evaluate("window.stream.close()")
+    retried, probed, asked = [when for when, _, _ in service.requests if when > drained][:3]
+    assert retried - drained >= RETRY / 1000  # the browser's retry, after the drain's retry:
+    assert asked - probed >= 3  # the probe read the 503's Retry-After: 3 s at least
 
 
 async def test_close_leaves_no_open_request_and_no_timer(setup: Setup, browser: Any) -> None:
