@@ -41,6 +41,12 @@ in slices that fit its socket timeout (one command per slice instead of one per 
 
 **Responses.** `connect` returns clients with `decode_responses=False` (bytes); the bus accepts
 clients with either setting, and RESP2 or RESP3.
+
+**Redis Cluster.** A URL `redis+cluster://host:port[,host:port...]` (see
+[`sidestream.cluster`][sidestream.cluster]) makes `connect` and `connect_async` return redis-py's
+cluster clients. With one, the bus announces events with `SPUBLISH` (sharded pub/sub, Redis >= 7)
+on the master of the channel's slot, and history and waits go to that master too: the hash tag
+in both key names puts a channel's stream and live channel in one slot.
 """
 
 from __future__ import annotations
@@ -58,8 +64,11 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from redis.exceptions import NoScriptError, ResponseError
 
+from sidestream.cluster import connect_cluster, connect_cluster_async, is_cluster, is_cluster_url
 from sidestream.errors import (
     HistoryGap,
     InvalidArgument,
@@ -117,6 +126,10 @@ redis.call('PUBLISH', ARGV[4], id .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[2])
 return id
 """
 _PUBLISH_SHA: Final = hashlib.sha1(_PUBLISH_LUA.encode()).hexdigest()
+# On Redis Cluster the live message goes out with SPUBLISH (sharded pub/sub): it stays on the
+# slot's own master (and its replicas), where the hub's one connection per shard listens.
+_SPUBLISH_LUA: Final = _PUBLISH_LUA.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
+_SPUBLISH_SHA: Final = hashlib.sha1(_SPUBLISH_LUA.encode()).hexdigest()
 
 # ---------------------------------------------------------------------------------------------
 # Connecting
@@ -164,11 +177,12 @@ def backend(client: Any) -> str:
     return "memory" if type(client).__module__.split(".")[0] == "fakeredis" else "redis"
 
 
-def connect(url: str | None = None) -> redis.Redis:
+def connect(url: str | None = None) -> redis.Redis | redis.cluster.RedisCluster:
     """A sync Redis client for [`Bus`][sidestream.bus.Bus].
 
     Args:
-        url: A `redis://` / `rediss://` / `unix://` URL, or `memory://` for the embedded
+        url: A `redis://` / `rediss://` / `unix://` URL, a Redis Cluster's
+            `redis+cluster://host:port[,host:port...]`, or `memory://` for the embedded
             fakeredis server (one per process, shared with
             [`connect_async`][sidestream.bus.connect_async]; needs `sidestream[memory]`).
             Defaults to the `REDIS_URL` environment variable. Query options in the URL
@@ -189,10 +203,14 @@ def connect(url: str | None = None) -> redis.Redis:
             server=fake_server(), socket_timeout=SOCKET_TIMEOUT
         )
         return client
+    if is_cluster_url(real):
+        return connect_cluster(real, socket_timeout=SOCKET_TIMEOUT)
     return redis.Redis.from_url(real, socket_timeout=SOCKET_TIMEOUT)
 
 
-def connect_async(url: str | None = None) -> redis.asyncio.Redis:
+def connect_async(
+    url: str | None = None,
+) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
     """An asyncio client for [`AsyncBus`][sidestream.bus.AsyncBus].
 
     Same URL rules, settings and errors as [`connect`][sidestream.bus.connect]; a `memory://`
@@ -204,6 +222,8 @@ def connect_async(url: str | None = None) -> redis.asyncio.Redis:
             server=fake_server(), socket_timeout=SOCKET_TIMEOUT
         )
         return client
+    if is_cluster_url(real):
+        return connect_cluster_async(real, socket_timeout=SOCKET_TIMEOUT)
     return redis.asyncio.Redis.from_url(real, socket_timeout=SOCKET_TIMEOUT)
 
 
@@ -327,6 +347,10 @@ def _entries_from_xread(reply: Any) -> list[_Entry]:
 
 def _socket_timeout(client: Any) -> float | None:
     """The read timeout of the client's connections (None: no timeout)."""
+    nodes = getattr(client, "nodes_manager", None)
+    if nodes is not None:  # a cluster client: every node's connections share its settings
+        value = nodes.connection_kwargs.get("socket_timeout", 5.0)
+        return None if value is None else float(value)
     pool = getattr(client, "connection_pool", None)
     if pool is None:
         return 5.0
@@ -352,6 +376,9 @@ Plan: TypeAlias = Generator[Command, Any, T]
 
 class _BusCore:
     """Key naming, validation and the command plans of both buses."""
+
+    sharded: bool = False
+    """True on Redis Cluster: live messages go out with `SPUBLISH` (sharded pub/sub)."""
 
     def __init__(
         self, socket_timeout: float | None, prefix: str, maxlen: int, max_data_bytes: int
@@ -392,16 +419,20 @@ class _BusCore:
         key, live = self.stream_key(channel), self.live_channel(channel)
         payload, event_type = _check_event(data, event, self.max_data_bytes)
         args = (1, key, self.maxlen, payload, event_type, live)
+        script, sha = _PUBLISH_LUA, _PUBLISH_SHA
+        if self.sharded:
+            script, sha = _SPUBLISH_LUA, _SPUBLISH_SHA
         try:
-            reply = yield ("EVALSHA", _PUBLISH_SHA, *args)
+            reply = yield ("EVALSHA", sha, *args)
         except NoScriptError:  # first use on this server (or after SCRIPT FLUSH / a restart)
-            reply = yield ("EVAL", _PUBLISH_LUA, *args)
+            reply = yield ("EVAL", script, *args)
         return _text(reply)
 
     def _publish_live_plan(self, channel: str, data: str, event: str | None) -> Plan[int]:
         live = self.live_channel(channel)
         payload, event_type = _check_event(data, event, self.max_data_bytes)
-        receivers = yield ("PUBLISH", live, b"\n" + event_type + b"\n" + payload)
+        publish = "SPUBLISH" if self.sharded else "PUBLISH"
+        receivers = yield (publish, live, b"\n" + event_type + b"\n" + payload)
         return int(receivers)
 
     def _latest_plan(self, channel: str) -> Plan[str]:
@@ -516,7 +547,7 @@ class Bus(_BusCore):
 
     def __init__(
         self,
-        redis: redis.Redis,
+        redis: redis.Redis | redis.cluster.RedisCluster,
         *,
         prefix: str = "sidestream:",
         maxlen: int = 1000,
@@ -524,6 +555,7 @@ class Bus(_BusCore):
     ) -> None:
         super().__init__(_socket_timeout(redis), prefix, maxlen, max_data_bytes)
         self.redis = redis
+        self.sharded = is_cluster(redis)
 
     def publish(self, channel: str, data: str, event: str | None = None) -> str:
         """Append an event to the channel's history and announce it live, atomically.
@@ -607,7 +639,7 @@ class AsyncBus(_BusCore):
 
     def __init__(
         self,
-        redis: redis.asyncio.Redis,
+        redis: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster,
         *,
         prefix: str = "sidestream:",
         maxlen: int = 1000,
@@ -615,6 +647,7 @@ class AsyncBus(_BusCore):
     ) -> None:
         super().__init__(_socket_timeout(redis), prefix, maxlen, max_data_bytes)
         self.redis = redis
+        self.sharded = is_cluster(redis)
 
     async def publish(self, channel: str, data: str, event: str | None = None) -> str:
         """See [`Bus.publish`][sidestream.bus.Bus.publish]."""
