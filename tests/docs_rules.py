@@ -12,7 +12,9 @@ from pathlib import Path
 
 # `--8<-- "examples/chapter/file.py"` or `--8<-- "examples/chapter/file.py:section"`.
 INCLUDE = re.compile(r'^\s*-{1,3}8<-{1,3}\s+"(?P<target>[^"]+)"\s*$', re.MULTILINE)
-SKIPPED_DIRS = {"__pycache__", "node_modules", ".pytest_cache"}
+SKIPPED_DIRS = {"__pycache__", "node_modules", ".pytest_cache", ".ruff_cache"}
+# Tool settings for the examples themselves, not shown to the reader.
+SKIPPED_FILES = {"ruff.toml"}
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ def example_files(root: Path) -> list[Path]:
         if p.is_file()
         and not SKIPPED_DIRS.intersection(p.relative_to(base).parts)
         and p.suffix not in {".pyc"}
+        and p.name not in SKIPPED_FILES
     )
 
 
@@ -211,7 +214,8 @@ _UNIT = (
     r"|connections|streams|sockets|clients|events|subscribers|requests|tabs|waiters)"
 )
 MEASURED = re.compile(
-    r"(?<![\w.:/-])(?:~|≈)?\d[\d,.]*(?:\s*[\u2013-]\s*\d[\d,.]*)?\s?" + _UNIT + r"(?!\w)"
+    r"(?<![\w.:/-])(?![1-5]\d\ds\b)(?:~|≈)?(?:\d[\d,.]*\d|\d)"
+    r"(?:\s*[\u2013-]\s*\d[\d,.]*)?\s?" + _UNIT + r"(?!\w)"
 )
 # `<!-- not-measured: 15 seconds (the heartbeat's default); 256 events (the queue bound) -->`:
 # numbers on this page that are settings or protocol constants, each with the reason in brackets.
@@ -224,7 +228,8 @@ def _blank(match: re.Match[str]) -> str:
 
 def prose(markdown: str) -> str:
     """The page's text with code blocks, inline code and HTML comments blanked (lines kept)."""
-    text = re.sub(r"^(\s*)(```|~~~).*?^\1\2", _blank, markdown, flags=re.DOTALL | re.MULTILINE)
+    fence = r"^([ \t]*)(```|~~~).*?^\1\2"
+    text = re.sub(fence, _blank, markdown, flags=re.DOTALL | re.MULTILINE)
     text = re.sub(r"<!--.*?-->", _blank, text, flags=re.DOTALL)
     return re.sub(r"`[^`\n]*`", "``", text)
 

@@ -1,9 +1,11 @@
-"""The fix for a dashboard refreshed every 10 s: a plain GET that HTTP caches can answer.
+"""The fix for a dashboard refreshed every 10 s: a plain GET that HTTP caches can
+answer.
 
-No connection is held between two refreshes. `Cache-Control: max-age=10` lets the browser (and a
-shared cache such as nginx or a CDN, see dashboard_cache.conf) reuse the answer for one refresh
-period; after that, the ETag turns the next request into a conditional one, answered with an
-empty `304 Not Modified` while the numbers have not changed.
+No connection is held between two refreshes. `Cache-Control: max-age=10` lets the
+browser (and a shared cache such as nginx or a CDN, see dashboard_cache.conf) reuse the
+answer for one refresh period; after that, the ETag turns the next request into a
+conditional one, answered with an empty `304 Not Modified` while the numbers have not
+changed.
 
     flask --app dashboard_poll run
 """
@@ -25,7 +27,9 @@ def create_app(load_stats: Callable[[], dict]) -> Flask:
     @app.get("/dashboard")
     def dashboard() -> Response:
         response = jsonify(load_stats())
-        response.cache_control.public = True  # the same for every viewer: shared caches may keep it
+        response.cache_control.public = (
+            True  # the same for every viewer: shared caches may keep it
+        )
         response.cache_control.max_age = REFRESH_SECONDS  # fresh for one refresh period
         response.add_etag()  # a hash of the body
         return response.make_conditional(request)  # If-None-Match matches: 304, no body

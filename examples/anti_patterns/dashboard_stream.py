@@ -1,8 +1,9 @@
 """Anti-pattern: a dashboard that changes every few seconds, pushed over an open stream.
 
-Every open dashboard holds a connection all day to receive six events a minute, most of them
-the same numbers again. Nothing here is broken; it is just far more than the job needs (see
-dashboard_poll.py for the same dashboard served by plain, cacheable requests).
+Every open dashboard holds a connection all day to receive six events a minute, most of
+them the same numbers again. Nothing here is broken; it is just far more than the job
+needs (see dashboard_poll.py for the same dashboard served by plain, cacheable
+requests).
 
     uvicorn dashboard_stream:app --port 8001
 """
@@ -19,9 +20,12 @@ import falcon.asgi
 # --8<-- [start:stream]
 def create_app(load_stats: Callable[[], dict], every: float = 10.0) -> falcon.asgi.App:
     class DashboardStream:
-        async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        async def on_get(
+            self, req: falcon.asgi.Request, resp: falcon.asgi.Response
+        ) -> None:
             async def emit() -> AsyncIterator[falcon.asgi.SSEvent]:
-                while True:  # one connection per open dashboard, for as long as it is open
+                # One connection per open dashboard, for as long as it is open
+                while True:
                     yield falcon.asgi.SSEvent(json=load_stats(), event="stats")
                     await asyncio.sleep(every)
 

@@ -2,10 +2,11 @@
 
 Translated with ONE shared redis-py client, as one would write it in Python. Two faults:
 
-- every open stream holds a connection from the client's pool (100 at most by default), so
-  client 101 gets a 500 (`MaxConnectionsError: Too many connections`);
+- every open stream holds a connection from the client's pool (100 at most by default),
+  so client 101 gets a 500 (`MaxConnectionsError: Too many connections`);
 - it never notices a closed client: nothing is written until an event comes, and after a
-  disconnect uvicorn drops what is written without a word, so the subscription stays for good.
+  disconnect uvicorn drops what is written without a word, so the subscription stays for
+  good.
 """
 
 # --8<-- [start:imports]
@@ -25,13 +26,19 @@ def create_app(redis: Redis) -> falcon.asgi.App:
     bus = AsyncBus(redis)  # only for the key names and the payload format
 
     class Events:
-        async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-            pubsub = redis.pubsub()  # takes a connection from the shared pool, per client
-            await pubsub.subscribe(bus.live_channel(req.get_param("channel", required=True)))
+        async def on_get(
+            self, req: falcon.asgi.Request, resp: falcon.asgi.Response
+        ) -> None:
+            # Takes a connection from the shared pool, per client
+            pubsub = redis.pubsub()
+            await pubsub.subscribe(
+                bus.live_channel(req.get_param("channel", required=True))
+            )
 
             async def stream() -> AsyncIterator[bytes]:
                 try:
-                    async for message in pubsub.listen():  # waits on Redis, never on the client
+                    # Waits on Redis, never on the client:
+                    async for message in pubsub.listen():
                         if message["type"] == "message":
                             yield encode(decode_live(message["data"]))
                 finally:

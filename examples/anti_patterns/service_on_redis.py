@@ -1,9 +1,12 @@
 """The fix: every process reads the same Redis through one hub, whatever it holds.
 
-Publishing goes to Redis, not to a list in one process; each process's hub has ONE pub/sub
-connection for all its streams and unsubscribes a channel when its last client leaves.
+Publishing goes to Redis, not to a list in one process; each process's hub has ONE
+pub/sub connection for all its streams and unsubscribes a channel when its last client
+leaves.
 
-    REDIS_URL=redis://10.0.0.5:6379/0 uvicorn service_on_redis:app --port 8001  # on every server
+On every server:
+
+    REDIS_URL=redis://10.0.0.5:6379/0 uvicorn service_on_redis:app --port 8001
 """
 
 # --8<-- [start:imports]
@@ -24,12 +27,18 @@ from sidestream.service import StreamApp, create_app
 # --8<-- [start:service]
 def create_service(redis: Redis, heartbeat: float = 15.0) -> StreamApp:
     bus = AsyncBus(redis)
-    # GET /events?channel=news through the hub; the channels here are public, said by name
+    # GET /events?channel=news through the hub; these channels are public, said by name
     app = create_app(bus, authorize=allow_everyone, heartbeat=heartbeat)
 
-    class Publish:  # stands in for the API: it publishes to Redis, never to its own clients
-        async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-            channel, data = req.get_param("channel", required=True), await req.get_media()
+    # Stands in for the API: it publishes to Redis, never to its own clients.
+    class Publish:
+        async def on_post(
+            self, req: falcon.asgi.Request, resp: falcon.asgi.Response
+        ) -> None:
+            channel, data = (
+                req.get_param("channel", required=True),
+                await req.get_media(),
+            )
             try:
                 event_id = await bus.publish(channel, json.dumps(data))
             except InvalidChannel as exc:

@@ -1,4 +1,5 @@
-"""The Flask API's half of the hand-off: it knows who the user is, so it signs the stream token."""
+"""The Flask API's half of the hand-off: it knows who the user is, so it signs the
+stream token."""
 
 # --8<-- [start:imports]
 import json
@@ -16,8 +17,9 @@ from sidestream.tokens import StreamTokens
 # --8<-- [end:imports]
 
 STREAM_URL = os.environ.get("STREAM_URL", "http://127.0.0.1:8001/events")
-# The token travels in a URL (EventSource cannot send headers), so it lives briefly and only
-# reads: when it expires the service ends the stream and client.js fetches a new one.
+# The token travels in a URL (EventSource cannot send headers), so it lives briefly and
+# only reads: when it expires the service ends the stream and client.js fetches a new
+# one.
 TOKEN_LIFETIME = int(os.environ.get("STREAM_TOKEN_LIFETIME", "120"))
 USER = re.compile(r"[a-z0-9-]{1,40}")  # user names fit in channel names: user:<name>
 
@@ -42,10 +44,15 @@ def stream_token():
     user = session.get("user")
     if user is None:
         return {"error": "log in first"}, 401
-    channels = [f"user:{user}"]  # what this user may read, decided here, where the user is known
+    # what this user may read, decided here, where the user is known
+    channels = [f"user:{user}"]
     token = tokens.issue(user, subscribe=channels, lifetime=TOKEN_LIFETIME)
     url = f"{STREAM_URL}?{urlencode({'channel': channels, 'token': token}, doseq=True)}"
-    return {"url": url, "expires_in": TOKEN_LIFETIME}, 200, {"Cache-Control": "no-store"}
+    return (
+        {"url": url, "expires_in": TOKEN_LIFETIME},
+        200,
+        {"Cache-Control": "no-store"},
+    )
 
 
 # --8<-- [end:issue]

@@ -1,4 +1,5 @@
-"""Tell the browser early what a page will need: a Link header, and a 103 where the server can."""
+"""Tell the browser early what a page will need: a Link header, and a 103 where the
+server can."""
 
 # --8<-- [start:imports]
 import os
@@ -24,11 +25,14 @@ def build_page() -> str:
 # --8<-- [start:page]
 @app.get("/")
 def page():
-    send_early_hints = request.environ.get("wsgi.early_hints")  # gunicorn >= 25 provides it
+    # gunicorn >= 25 provides it
+    send_early_hints = request.environ.get("wsgi.early_hints")
     if EARLY_HINTS and send_early_hints is not None:
-        send_early_hints([("Link", SCRIPT)])  # a 103 goes out now, before the page is built
+        # A 103 goes out now, before the page is built
+        send_early_hints([("Link", SCRIPT)])
     html = build_page()
-    # The same hint on the final response: browsers preload from it, CDNs make 103s from it.
+    # The same hint on the final response: browsers preload from it, CDNs make 103s from
+    # it.
     return html, {"Link": SCRIPT}
 
 

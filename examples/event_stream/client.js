@@ -1,4 +1,5 @@
-// Listening in the browser: EventSource parses the stream, reconnects, and sends Last-Event-ID.
+// Listening in the browser: EventSource parses the stream, reconnects, and sends
+// Last-Event-ID.
 
 // --8<-- [start:listen]
 export function listen(url, types, onEvent) {

@@ -1,4 +1,5 @@
-"""What goes over the wire: each event is a block of `field: value` lines and a blank line."""
+"""What goes over the wire: each event is a block of `field: value` lines and a blank
+line."""
 
 # --8<-- [start:imports]
 import sys

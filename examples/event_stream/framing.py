@@ -1,4 +1,5 @@
-"""Why the encoder is hand-written: one line break in the data, and naive framing breaks."""
+"""Why the encoder is hand-written: one line break in the data, and naive framing
+breaks."""
 
 # --8<-- [start:imports]
 from falcon.asgi import SSEvent
@@ -19,9 +20,16 @@ by_encode = encode(Event(message))  # one data: line per line of text
 
 def received(wire: bytes) -> list[tuple[str, str]]:
     """(type, data) of each event a browser dispatches for these bytes."""
-    return [(event.event or "message", event.data) for event in EventStreamParser().feed(wire)]
+    return [
+        (event.event or "message", event.data)
+        for event in EventStreamParser().feed(wire)
+    ]
 
 
 if __name__ == "__main__":
-    for name, wire in [("f-string", by_hand), ("Falcon", by_falcon), ("encode", by_encode)]:
+    for name, wire in [
+        ("f-string", by_hand),
+        ("Falcon", by_falcon),
+        ("encode", by_encode),
+    ]:
         print(f"{name:8} -> {received(wire)}")

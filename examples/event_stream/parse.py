@@ -1,4 +1,5 @@
-"""Reading a stream: bytes arrive in chunks cut anywhere; the parser hands back whole events."""
+"""Reading a stream: bytes arrive in chunks cut anywhere; the parser hands back whole
+events."""
 
 # --8<-- [start:imports]
 from collections.abc import Iterable, Iterator

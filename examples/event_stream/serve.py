@@ -1,7 +1,8 @@
-"""An event stream over plain HTTP (standard library only): the headers, retry, and resuming.
+"""An event stream over plain HTTP (standard library only): the headers, retry, and
+resuming.
 
-Run `python serve.py` and open the address it prints (a free port, or set PORT: the docs'
-own `mkdocs serve` has 8000).
+Run `python serve.py` and open the address it prints (a free port, or set PORT: the
+docs' own `mkdocs serve` has 8000).
 """
 
 # --8<-- [start:imports]
@@ -14,7 +15,8 @@ from sidestream.sse import Event, encode
 
 # --8<-- [end:imports]
 
-PAGE = b"""<!doctype html><meta charset="utf-8"><title>events</title><pre id="log"></pre>
+PAGE = b"""<!doctype html><meta charset="utf-8"><title>events</title>
+<pre id="log"></pre>
 <script type="module">
   import { listen } from "/client.js";
   const log = document.getElementById("log");
@@ -67,6 +69,8 @@ class EventStream(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "0"))), EventStream)
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", int(os.environ.get("PORT", "0"))), EventStream
+    )
     print(f"open http://127.0.0.1:{server.server_port}/", flush=True)
     server.serve_forever()

@@ -1,8 +1,9 @@
 """The separate SSE service that tutorials sketch, made real on sidestream's hub.
 
-One process holds thousands of streams over ONE Redis subscription, checks each browser's token
-before sending a byte, resumes reconnecting browsers by id, and drains on shutdown. Run it with
-run.sh beside the Flask API; both read REDIS_URL and STREAM_SECRET.
+One process holds thousands of streams over ONE Redis subscription, checks each
+browser's token before sending a byte, resumes reconnecting browsers by id, and drains
+on shutdown. Run it with run.sh beside the Flask API; both read REDIS_URL and
+STREAM_SECRET.
 """
 
 # --8<-- [start:imports]
@@ -25,13 +26,17 @@ SECRET = os.environ.get("STREAM_SECRET", "dev-only-secret").encode()
 
 # --8<-- [start:token]
 def sign(user: str, expires: int) -> str:
-    """What the API gives the browser: `<user>.<expiry>.<signature>` (see the auth page for JWT)."""
-    signature = hmac.new(SECRET, f"{user}.{expires}".encode(), hashlib.sha256).hexdigest()
+    """What the API gives the browser: `<user>.<expiry>.<signature>` (see the auth page
+    for JWT)."""
+    signature = hmac.new(
+        SECRET, f"{user}.{expires}".encode(), hashlib.sha256
+    ).hexdigest()
     return f"{user}.{expires}.{signature}"
 
 
 def verify_token(token: str) -> tuple[str, int]:
-    """The usual `verify_token` stub, made real: forged, altered or expired tokens are refused."""
+    """The usual `verify_token` stub, made real: forged, altered or expired tokens are
+    refused."""
     user, _, rest = token.partition(".")
     expires = rest.partition(".")[0]
     if not expires.isdigit() or not hmac.compare_digest(
@@ -53,7 +58,8 @@ async def authorize(req: falcon.asgi.Request, channels: Sequence[str]) -> Grant:
     readable = {"announcements", f"user:{user}"}
     if refused := [channel for channel in channels if channel not in readable]:
         raise Forbidden(f"{user} may not read {', '.join(refused)}")
-    return Grant(subject=user, expires_at=expires)  # the stream closes when the token expires
+    # The stream closes when the token expires
+    return Grant(subject=user, expires_at=expires)
 
 
 # --8<-- [end:authorize]

@@ -2,7 +2,8 @@
 
     SIDESTREAM_TOKEN_KEY=<32+ random bytes> flask --app app run --with-threads
 
-REDIS_URL picks Redis (memory:// for the embedded fakeredis); STREAM_URL is the service's /events.
+REDIS_URL picks Redis (memory:// for the embedded fakeredis); STREAM_URL is the
+service's /events.
 """
 
 # --8<-- [start:imports]
@@ -21,7 +22,8 @@ from sidestream.flask import Sidestream
 USER = re.compile(r"[a-z0-9-]{1,40}")  # user names fit in channel names: user:<name>
 
 # --8<-- [start:extension]
-sidestream = Sidestream()  # no app yet: each app given to init_app() gets its own Redis pool
+# No app yet: each app given to init_app() gets its own Redis pool
+sidestream = Sidestream()
 
 
 @sidestream.authorize_read  # asked before a long poll waits: True lets it read
@@ -35,7 +37,9 @@ def create_app(config: dict | None = None) -> Flask:
     app.config["SIDESTREAM_STREAM_URL"] = os.environ.get(
         "STREAM_URL", "http://127.0.0.1:8001/events"
     )
-    app.config["SIDESTREAM_TOKEN_TTL"] = 120  # the token travels in a URL: keep it short-lived
+    app.config["SIDESTREAM_TOKEN_TTL"] = (
+        120  # the token travels in a URL: keep it short-lived
+    )
     app.config.update(config or {})  # tests (and your settings) override the two above
     sidestream.init_app(app)  # checks SIDESTREAM_*; serves GET /poll/<channel>
     # --8<-- [end:extension]
@@ -49,7 +53,10 @@ def create_app(config: dict | None = None) -> Flask:
     def login():
         user = (request.get_json(silent=True) or {}).get("user", "")
         if not USER.fullmatch(user):
-            return {"error": "invalid_user", "detail": "user must be 1-40 of a-z, 0-9, '-'"}, 400
+            return {
+                "error": "invalid_user",
+                "detail": "user must be 1-40 of a-z, 0-9, '-'",
+            }, 400
         session["user"] = user
         return {"user": user}
 
@@ -59,9 +66,17 @@ def create_app(config: dict | None = None) -> Flask:
         current_user()
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or "data" not in body:
-            return {"error": "invalid_body", "detail": 'send {"type": ..., "data": ...}'}, 400
-        # A bad channel name or type is a 400, data over the cap a 413: the extension's JSON errors.
-        return {"id": sidestream.publish(channel, json.dumps(body["data"]), body.get("type"))}, 201
+            return {
+                "error": "invalid_body",
+                "detail": 'send {"type": ..., "data": ...}',
+            }, 400
+        # A bad channel name or type is a 400, data over the cap a 413: the extension's
+        # JSON errors.
+        return {
+            "id": sidestream.publish(
+                channel, json.dumps(body["data"]), body.get("type")
+            )
+        }, 201
 
     # --8<-- [end:publish]
 
@@ -70,7 +85,8 @@ def create_app(config: dict | None = None) -> Flask:
     @sidestream.token_endpoint  # answers {"token", "url", "channels", "expires_in"}
     def stream_token():
         user = current_user()
-        return user, [f"user:{user}"]  # the subject, and the channels its token may read
+        # the subject, and the channels its token may read
+        return user, [f"user:{user}"]
 
     # --8<-- [end:token]
     return app

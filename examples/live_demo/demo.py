@@ -1,10 +1,11 @@
-"""The live demo behind the docs' widget: the Flask API and the Falcon stream service, side by side
+"""The live demo behind the docs' widget: the Flask API and the Falcon stream service,
+side by side
 in one process on the embedded fakeredis, so `make serve` needs no Redis.
 
     REDIS_URL=memory:// python examples/live_demo/demo.py      # http://127.0.0.1:8001
 
-In production the two are separate deployments sharing a real Redis; here one uvicorn serves both
-so that they share the embedded server.
+In production the two are separate deployments sharing a real Redis; here one uvicorn
+serves both so that they share the embedded server.
 """
 
 # --8<-- [start:imports]
@@ -21,7 +22,9 @@ from sidestream.service import create_app
 
 # --8<-- [end:imports]
 
-DOCS = os.environ.get("DEMO_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000").split(",")
+DOCS = os.environ.get(
+    "DEMO_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000"
+).split(",")
 CHANNEL = "demo"
 
 # --8<-- [start:api]
@@ -33,13 +36,20 @@ api = Flask(__name__)
 def post_message() -> tuple[dict[str, str], int]:
     text = request.form.get("text", "").strip()
     if not 1 <= len(text) <= 280:
-        return {"error": "invalid_parameter", "parameter": "text", "detail": "1 to 280 chars"}, 400
+        return {
+            "error": "invalid_parameter",
+            "parameter": "text",
+            "detail": "1 to 280 chars",
+        }, 400
     event_id = bus.publish(CHANNEL, json.dumps({"text": text}), event="message")
     return {"id": event_id}, 201
 
 
 @api.after_request
-def allow_the_docs(response):  # the docs page is another origin: let it read our answers
+# The docs page is another origin: let it read our answers
+def allow_the_docs(
+    response,
+):
     if request.headers.get("Origin") in DOCS:
         response.headers["Access-Control-Allow-Origin"] = request.headers["Origin"]
         response.headers["Vary"] = "Origin"
@@ -57,7 +67,8 @@ service = create_app(
 flask_app = WSGIMiddleware(api)
 
 
-async def app(scope, receive, send):  # /api/* to Flask, the rest (/events, /healthz) to Falcon
+# /api/* to Flask, the rest (/events, /healthz) to Falcon
+async def app(scope, receive, send):
     is_api = scope["type"] == "http" and scope["path"].startswith("/api/")
     await (flask_app if is_api else service)(scope, receive, send)
 
@@ -67,4 +78,6 @@ async def app(scope, receive, send):  # /api/* to Flask, the rest (/events, /hea
 
 if __name__ == "__main__":
     port = int(os.environ.get("DEMO_PORT", "8001"))
-    uvicorn.run(app, host="127.0.0.1", port=port, timeout_graceful_shutdown=3, access_log=False)
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, timeout_graceful_shutdown=3, access_log=False
+    )

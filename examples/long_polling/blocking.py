@@ -1,8 +1,10 @@
-"""Long polling that blocks on Redis: the request waits inside XREAD BLOCK, not in a sleep loop.
+"""Long polling that blocks on Redis: the request waits inside XREAD BLOCK, not in a
+sleep loop.
 
     flask --app blocking run --with-threads
 
-REDIS_URL picks the Redis server; memory:// is an embedded fakeredis for this one process.
+REDIS_URL picks the Redis server; memory:// is an embedded fakeredis for this one
+process.
 """
 
 # --8<-- [start:imports]
@@ -31,7 +33,10 @@ def create_app(bus: Bus | None = None) -> Flask:
     def add_notification() -> tuple[dict, int]:
         data = (request.get_json(silent=True) or {}).get("data")
         if not isinstance(data, str):
-            return {"error": "invalid_body", "detail": 'send JSON like {"data": "hello"}'}, 400
+            return {
+                "error": "invalid_body",
+                "detail": 'send JSON like {"data": "hello"}',
+            }, 400
         return {"id": bus.publish("notifications", data)}, 201
 
     # --8<-- [end:publish]

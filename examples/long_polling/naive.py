@@ -1,9 +1,10 @@
-"""Long polling done naively: the request loops, querying the database every half second.
+"""Long polling done naively: the request loops, querying the database every half
+second.
 
     flask --app naive run --with-threads
 
-It works, and every waiting client costs two SQL queries a second, and an answer comes up to
-half a second after the notification was written.
+It works, and every waiting client costs two SQL queries a second, and an answer comes
+up to half a second after the notification was written.
 """
 
 # --8<-- [start:imports]

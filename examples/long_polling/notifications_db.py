@@ -1,4 +1,5 @@
-"""The notifications table behind the two SQLite examples (short polling, naive long polling).
+"""The notifications table behind the two SQLite examples (short polling, naive long
+polling).
 
 The database file comes from NOTIFICATIONS_DB (default: notifications.sqlite3 here).
 """
@@ -19,7 +20,9 @@ def connect() -> sqlite3.Connection:
 
 
 with closing(connect()) as db, db:
-    db.execute("CREATE TABLE IF NOT EXISTS notifications (id INTEGER PRIMARY KEY, data TEXT)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS notifications (id INTEGER PRIMARY KEY, data TEXT)"
+    )
 
 
 def notifications_after(last_id: int) -> list[dict]:
@@ -38,7 +41,12 @@ writes = Blueprint("writes", __name__)
 def add_notification() -> tuple[dict, int]:
     data = (request.get_json(silent=True) or {}).get("data")
     if not isinstance(data, str):
-        return {"error": "invalid_body", "detail": 'send JSON like {"data": "hello"}'}, 400
+        return {
+            "error": "invalid_body",
+            "detail": 'send JSON like {"data": "hello"}',
+        }, 400
     with closing(connect()) as db, db:
-        new_id = db.execute("INSERT INTO notifications (data) VALUES (?)", (data,)).lastrowid
+        new_id = db.execute(
+            "INSERT INTO notifications (data) VALUES (?)", (data,)
+        ).lastrowid
     return {"id": new_id}, 201

@@ -1,4 +1,5 @@
-// Long polling from the browser: one request at a time, each waiting up to 25 s for news.
+// Long polling from the browser: one request at a time, each waiting up to 25 s for
+// news.
 // --8<-- [start:loop]
 async function pollNotifications(url, onEvent, { onReset = () => {}, signal } = {}) {
   let lastId = ""; // no cursor yet: the first answer comes at once and carries one

@@ -14,8 +14,10 @@ from sidestream.errors import HistoryGap
 
 def main(bus: Bus) -> None:
     cursor = bus.publish("orders", "order 1")  # the client saw this one, then went away
-    bus.redis.delete(bus.stream_key("orders"))  # what a restart without persistence does
-    time.sleep(0.01)  # (a restart takes longer than the millisecond stream ids count in)
+    # What a restart without persistence does
+    bus.redis.delete(bus.stream_key("orders"))
+    # (a restart takes longer than the millisecond stream ids count in)
+    time.sleep(0.01)
     bus.publish("orders", "order 2")  # the first event after the restart
 
     # --8<-- [start:resume]
@@ -23,7 +25,11 @@ def main(bus: Bus) -> None:
         missed = bus.history("orders", after_id=cursor)
     except HistoryGap as gap:
         print("gap: the events after our cursor are gone, so reload the state")
-        missed, cursor = [], gap.latest_id  # the reloaded state includes everything up to here
+        # The reloaded state includes everything up to here
+        missed, cursor = (
+            [],
+            gap.latest_id,
+        )
     # --8<-- [end:resume]
     print("missed:", missed)
     bus.publish("orders", "order 3")

@@ -1,8 +1,10 @@
-"""Publishing from the API: a POST validates its input, then publishes one event to Redis.
+"""Publishing from the API: a POST validates its input, then publishes one event to
+Redis.
 
     flask --app publish_endpoint run
 
-    curl -X POST localhost:5000/channels/orders/events -H 'Content-Type: application/json' \
+    curl -X POST localhost:5000/channels/orders/events \
+         -H 'Content-Type: application/json' \
          -d '{"type": "created", "data": {"order": 7}}'
 """
 
@@ -26,9 +28,14 @@ class PublishEventLogic:
 
     def execute(self, channel: str, body: object) -> tuple[dict, int]:
         if not isinstance(body, dict) or "data" not in body:
-            return {"error": "invalid_body", "detail": 'send {"type": ..., "data": ...}'}, 400
+            return {
+                "error": "invalid_body",
+                "detail": 'send {"type": ..., "data": ...}',
+            }, 400
         try:
-            event_id = self.bus.publish(channel, json.dumps(body["data"]), event=body.get("type"))
+            event_id = self.bus.publish(
+                channel, json.dumps(body["data"]), event=body.get("type")
+            )
         except InvalidChannel as exc:
             return {"error": "invalid_channel", "detail": str(exc)}, 400
         except InvalidEvent as exc:

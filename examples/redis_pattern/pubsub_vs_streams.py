@@ -14,7 +14,8 @@ def subscribe(listener: PubSub, channel: str) -> None:
 
 
 def received(listener: PubSub) -> list[str]:
-    """The data of the live messages that reached the connection (waits 0.2 s for more)."""
+    """The data of the live messages that reached the connection (waits 0.2 s for
+    more)."""
     found = []
     while (message := listener.get_message(timeout=0.2)) is not None:
         if message["type"] == "message":

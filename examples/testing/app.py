@@ -1,8 +1,10 @@
-"""The API these tests test: it publishes events and serves a long poll (a stand-in for yours).
+"""The API these tests test: it publishes events and serves a long poll (a stand-in for
+yours).
 
     flask --app app run --with-threads
 
-REDIS_URL picks the Redis server; memory:// is an embedded fakeredis for this one process.
+REDIS_URL picks the Redis server; memory:// is an embedded fakeredis for this one
+process.
 """
 
 from flask import Flask, Response, request
@@ -20,7 +22,10 @@ def create_app(bus: Bus | None = None) -> Flask:
     def publish(channel: str) -> tuple[dict, int]:
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):
-            return {"error": "invalid_body", "detail": 'send JSON like {"text": "hello"}'}, 400
+            return {
+                "error": "invalid_body",
+                "detail": 'send JSON like {"text": "hello"}',
+            }, 400
         try:
             return {"id": bus.publish(channel, body["text"])}, 201
         except InvalidChannel as exc:
@@ -28,6 +33,7 @@ def create_app(bus: Bus | None = None) -> Flask:
 
     @app.get("/channels/<channel>/poll")
     def poll(channel: str) -> Response:
-        return flask_long_poll(bus, channel)  # ?last_id=<the last id seen>&timeout=<seconds>
+        # ?last_id=<the last id seen>&timeout=<seconds>
+        return flask_long_poll(bus, channel)
 
     return app

@@ -1,5 +1,6 @@
-"""EventSource in a real headless Chromium: Debian's (apt-get install chromium), driven by
-Playwright for Python. No browser is downloaded (`playwright install` is never needed).
+"""EventSource in a real headless Chromium: Debian's (apt-get install chromium),
+driven by Playwright for Python. No browser is downloaded (`playwright install` is never
+needed).
 """
 
 # --8<-- [start:imports]
@@ -25,9 +26,11 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 @pytest.fixture
 def page() -> Iterator[Page]:
     if shutil.which(CHROMIUM) is None:
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium, or set CHROMIUM")
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium or set it")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox"]
+        )
         yield browser.new_page()
         browser.close()
 
@@ -40,13 +43,16 @@ def test_event_source_receives_what_is_published(page: Page) -> None:
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
     service_bus = AsyncBus(connect_async("memory://"), prefix=prefix)
     service = create_app(service_bus, authorize=allow_everyone)  # public, for the test
-    bus = Bus(connect("memory://"), prefix=prefix)  # the same embedded server, from this thread
+    # The same embedded server, from this thread:
+    bus = Bus(connect("memory://"), prefix=prefix)
     with serve_asgi(service) as url:
-        page.goto(f"{url}/healthz")  # a page of the service's own origin: no CORS to set up
+        # A page of the service's own origin: no CORS to set up.
+        page.goto(f"{url}/healthz")
         page.evaluate("""() => new Promise((opened) => {
             window.received = [];
             const source = new EventSource("/events?channel=orders");
-            source.onmessage = (event) => window.received.push([event.lastEventId, event.data]);
+            source.onmessage = (event) =>
+                window.received.push([event.lastEventId, event.data]);
             source.onopen = opened;  // the service subscribes before it answers
         })""")
         event_id = bus.publish("orders", "paid")

@@ -1,7 +1,9 @@
-"""Testing the stream service in-process with Falcon's ASGIConductor (no server, no sockets).
+"""Testing the stream service in-process with Falcon's ASGIConductor (no server, no
+sockets).
 
-One fakeredis `FakeServer` is shared by a sync client (what the Flask API publishes with) and an
-async one (what the service reads with): the two sides talk as they would through Redis.
+One fakeredis `FakeServer` is shared by a sync client (what the Flask API publishes
+with) and an async one (what the service reads with): the two sides talk as they would
+through Redis.
 """
 
 # --8<-- [start:imports]
@@ -45,7 +47,8 @@ def service(server: fakeredis.FakeServer) -> StreamApp:
 
 @pytest_asyncio.fixture
 async def conductor(service: StreamApp) -> AsyncIterator[falcon.testing.ASGIConductor]:
-    async with falcon.testing.ASGIConductor(service) as conductor:  # runs startup/shutdown
+    # The conductor runs the app's startup and shutdown:
+    async with falcon.testing.ASGIConductor(service) as conductor:
         yield conductor
 
 
@@ -57,7 +60,8 @@ async def test_what_the_api_publishes_arrives_on_the_stream(
     conductor: falcon.testing.ASGIConductor, bus: Bus
 ) -> None:
     api = create_api(bus).test_client()
-    # An event stream never ends: read what you need inside the block, leaving it disconnects.
+    # An event stream never ends: read what you need inside the block, leaving it
+    # disconnects.
     async with conductor.simulate_get_stream("/events?channel=orders") as result:
         assert result.headers["content-type"] == "text/event-stream"
         reply = api.post("/channels/orders/events", json={"text": "paid"})
@@ -65,20 +69,24 @@ async def test_what_the_api_publishes_arrives_on_the_stream(
     assert (event.id, event.data) == (reply.json["id"], "paid")
 
 
-async def test_an_idle_stream_gets_heartbeats(conductor: falcon.testing.ASGIConductor) -> None:
+async def test_an_idle_stream_gets_heartbeats(
+    conductor: falcon.testing.ASGIConductor,
+) -> None:
     async with (
         asyncio.timeout(5),  # fail, rather than hang, if they never come
         conductor.simulate_get_stream("/events?channel=quiet") as result,
     ):
         received = b""
-        while received.count(b": ping\n\n") < 2:  # comments: EventSource dispatches nothing
+        # Comments: EventSource dispatches nothing
+        while received.count(b": ping\n\n") < 2:
             received += await result.stream.read()
 
 
 async def test_a_disconnect_frees_the_subscription(
     conductor: falcon.testing.ASGIConductor, service: StreamApp, bus: Bus
 ) -> None:
-    def subscribers() -> int:  # as Redis counts them: one per service process, not per client
+    # As Redis counts them: one per service process, not per client
+    def subscribers() -> int:
         return bus.redis.pubsub_numsub(bus.live_channel("orders"))[0][1]
 
     async with conductor.simulate_get_stream("/events?channel=orders"):
@@ -92,7 +100,8 @@ async def test_a_disconnect_frees_the_subscription(
 async def test_a_bad_request_gets_a_400_and_no_stream(
     conductor: falcon.testing.ASGIConductor,
 ) -> None:
-    result = await conductor.simulate_get("/events")  # no channel: answered, not streamed
+    # No channel: answered, not streamed
+    result = await conductor.simulate_get("/events")
     assert result.status_code == 400
     assert result.json["title"] == "Missing parameter"
 

@@ -1,4 +1,5 @@
-"""A Flask API beside Nchan: it publishes with an HTTP POST and decides who may subscribe."""
+"""A Flask API beside Nchan: it publishes with an HTTP POST and decides who may
+subscribe."""
 
 # --8<-- [start:imports]
 import json
@@ -13,9 +14,12 @@ from sidestream.tokens import StreamTokens
 
 # --8<-- [end:imports]
 
-NCHAN_URL = os.environ.get("NCHAN_URL", "http://127.0.0.1:8080")  # nginx, seen from the API
-tokens = StreamTokens.from_env()  # SIDESTREAM_TOKEN_KEY: the API signs stream tokens with it
-nchan = httpx.Client(base_url=NCHAN_URL, timeout=5)  # one per process: it pools connections
+# nginx, seen from the API
+NCHAN_URL = os.environ.get("NCHAN_URL", "http://127.0.0.1:8080")
+# SIDESTREAM_TOKEN_KEY: the API signs stream tokens with it
+tokens = StreamTokens.from_env()
+# One per process: it pools connections
+nchan = httpx.Client(base_url=NCHAN_URL, timeout=5)
 app = Flask(__name__)
 
 
@@ -49,17 +53,22 @@ def post_message(channel: str):
 # --8<-- [start:authorize]
 @app.get("/stream-auth")
 def stream_auth():
-    """Nchan asks before it opens a stream: 2xx lets it open, anything else goes to the client."""
+    """Nchan asks before it opens a stream: 2xx lets it open, anything else goes to the
+    client."""
     token = request.headers.get("X-Stream-Token")
     if not token:
-        return {"error": "no stream token: add ?token=<a token from the API> to the URL"}, 401
+        return {
+            "error": "no stream token: add ?token=<a token from the API> to the URL"
+        }, 401
     try:
         claims = tokens.verify(token)
     except InvalidToken as refused:
         return {"error": refused.reason}, 401
     channel = request.headers.get("X-Channel-Id", "")
     if not claims.may_read(channel):
-        return {"error": f"{claims.subject or 'this token'} may not read {channel}"}, 403
+        return {
+            "error": f"{claims.subject or 'this token'} may not read {channel}"
+        }, 403
     return {"subject": claims.subject, "channel": channel}
 
 

@@ -1,4 +1,5 @@
-"""A Flask API behind Pushpin: a normal request opens a stream, one HTTP POST publishes to it."""
+"""A Flask API behind Pushpin: a normal request opens a stream, one HTTP POST publishes
+to it."""
 
 # --8<-- [start:imports]
 import json
@@ -15,12 +16,14 @@ from sidestream.sse import Event, comment, encode
 
 # --8<-- [end:imports]
 
-# pushpin.conf: [handler] push_in_http_port is the control API; [proxy] sig_key signs Grip-Sig.
+# pushpin.conf: [handler] push_in_http_port is the control API; [proxy] sig_key signs
+# Grip-Sig.
 CONTROL_URL = os.environ.get("PUSHPIN_CONTROL_URL", "http://127.0.0.1:5561")
 SIG_KEY = os.environ["PUSHPIN_SIG_KEY"]  # never Pushpin's default "changeme"
 KEEP_ALIVE_SECONDS = 20  # Pushpin sends ": keep-alive" after this long without an event
 
-pushpin = httpx.Client(base_url=CONTROL_URL, timeout=5)  # one per process: it pools connections
+# One per process: it pools connections
+pushpin = httpx.Client(base_url=CONTROL_URL, timeout=5)
 app = Flask(__name__)
 
 
@@ -31,10 +34,17 @@ def bad_channel(error: InvalidChannel):
 
 # --8<-- [start:hold]
 def came_through_pushpin() -> bool:
-    """Pushpin signs every request it forwards; a request straight to the API has no signature."""
+    """Pushpin signs every request it forwards; a request straight to the API has no
+    signature."""
     signature, must_expire = request.headers.get("Grip-Sig", ""), {"require": ["exp"]}
     try:
-        jwt.decode(signature, SIG_KEY, algorithms=["HS256"], issuer="pushpin", options=must_expire)
+        jwt.decode(
+            signature,
+            SIG_KEY,
+            algorithms=["HS256"],
+            issuer="pushpin",
+            options=must_expire,
+        )
     except jwt.InvalidTokenError:
         return False
     return True
@@ -48,7 +58,9 @@ def events(channel: str):
     grip = {
         "Grip-Hold": "stream",  # Pushpin keeps the client's connection open...
         "Grip-Channel": validate_channel(channel),  # ...subscribed to this channel
-        "Grip-Keep-Alive": f": keep-alive\\n\\n; format=cstring; timeout={KEEP_ALIVE_SECONDS}",
+        "Grip-Keep-Alive": (
+            f": keep-alive\\n\\n; format=cstring; timeout={KEEP_ALIVE_SECONDS}"
+        ),
     }
     return Response(comment("stream open"), mimetype="text/event-stream", headers=grip)
 
@@ -65,7 +77,11 @@ def post_message(channel: str):
     event = Event(json.dumps({"text": text}), event="message", id=uuid.uuid4().hex)
     # GRIP's http-stream format: Pushpin writes `content` as-is to every held stream.
     stream_format = {"content": encode(event).decode()}
-    item = {"channel": validate_channel(channel), "id": event.id, "http-stream": stream_format}
+    item = {
+        "channel": validate_channel(channel),
+        "id": event.id,
+        "http-stream": stream_format,
+    }
     try:
         pushpin.post("/publish/", json={"items": [item]}).raise_for_status()
     except httpx.HTTPError as error:

@@ -1,4 +1,5 @@
-"""The chat's API side: it knows the user, so it issues the token that lets them join a room."""
+"""The chat's API side: it knows the user, so it issues the token that lets them join a
+room."""
 
 # --8<-- [start:imports]
 import os
@@ -15,7 +16,8 @@ from sidestream.tokens import StreamTokens
 
 CHAT_URL = os.environ.get("CHAT_URL", "ws://127.0.0.1:8002/ws")
 TOKEN_LIFETIME = int(os.environ.get("CHAT_TOKEN_LIFETIME", "300"))
-NAME = re.compile(r"[a-z0-9-]{1,40}")  # users and rooms fit in channel names: room:<name>
+# Users and rooms fit in channel names: room:<name>
+NAME = re.compile(r"[a-z0-9-]{1,40}")
 
 tokens = StreamTokens.from_env()  # SIDESTREAM_TOKEN_KEY, shared with the service
 app = Flask(__name__)
@@ -40,9 +42,15 @@ def chat_token():
     if not NAME.fullmatch(room):
         return {"error": "room must be 1-40 of a-z, 0-9 and '-'"}, 400
     channel = f"room:{room}"  # your rules go here: may this user join this room?
-    token = tokens.issue(user, subscribe=[channel], publish=[channel], lifetime=TOKEN_LIFETIME)
+    token = tokens.issue(
+        user, subscribe=[channel], publish=[channel], lifetime=TOKEN_LIFETIME
+    )
     url = f"{CHAT_URL}?{urlencode({'channel': channel})}"  # the token goes in a header
-    return {"url": url, "token": token, "channel": channel}, 200, {"Cache-Control": "no-store"}
+    return (
+        {"url": url, "token": token, "channel": channel},
+        200,
+        {"Cache-Control": "no-store"},
+    )
 
 
 # --8<-- [end:token]
@@ -52,7 +60,8 @@ def chat_token():
 def page():
     return (
         '<!doctype html><p id="status">connecting</p><ul id="messages"></ul>'
-        '<form id="say"><input id="text" autocomplete="off"><button>Send</button></form>'
+        '<form id="say"><input id="text" autocomplete="off">'
+        "<button>Send</button></form>"
         '<script src="/client.js"></script>'
     )
 

@@ -1,6 +1,7 @@
-// The browser's side of the chat: a token from the API (same origin, session cookie), a
-// WebSocket to the service with the token in its subprotocol list (not in the URL, so not in
-// access logs), and on any close a reconnect with backoff that resumes after the last id.
+// The browser's side of the chat: a token from the API (same origin, session cookie),
+// a WebSocket to the service with the token in its subprotocol list (not in the URL, so
+// not in access logs), and on any close a reconnect with backoff that resumes after the
+// last id.
 
 // --8<-- [start:connect]
 function openChat(room, { onMessage, onStatus }) {
@@ -21,8 +22,11 @@ function openChat(room, { onMessage, onStatus }) {
       return retry();
     }
     const cursor = Object.entries(positions).map(([channel, id]) => `${channel}=${id}`);
-    const resume = cursor.length ? `&last_event_id=${encodeURIComponent(cursor.join(","))}` : "";
-    socket = new WebSocket(grant.url + resume, ["sidestream.v1", `bearer.${grant.token}`]);
+    const resume = cursor.length
+      ? `&last_event_id=${encodeURIComponent(cursor.join(","))}`
+      : "";
+    const protocols = ["sidestream.v1", `bearer.${grant.token}`];
+    socket = new WebSocket(grant.url + resume, protocols);
     socket.onmessage = (message) => {
       const frame = JSON.parse(message.data);
       if (frame.type === "ready") {
@@ -36,7 +40,8 @@ function openChat(room, { onMessage, onStatus }) {
         console.warn("chat:", frame.reason);
       }
     };
-    // 1001 shutdown, 4001 token expired, 4008 too slow, 1006 refused or network: all reconnect.
+    // 1001 shutdown, 4001 token expired, 4008 too slow, 1006 refused or network:
+    // all reconnect.
     socket.onclose = () => retry();
   }
 

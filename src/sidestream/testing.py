@@ -309,7 +309,7 @@ class StreamCapture:
 
 
 class StreamReader:
-    """An open event stream read step by step: see it open, do something, then read what came.
+    r"""An open event stream read step by step: see it open, do something, then read what came.
 
     For tests that must act *while* a stream is open (publish, restart a server, expire a token),
     which [`read_events`][sidestream.testing.read_events] cannot, as it opens and closes the stream
