@@ -27,6 +27,7 @@ from sidestream.bus import (
     validate_channel,
 )
 from sidestream.errors import (
+    CursorAhead,
     HistoryGap,
     InvalidArgument,
     InvalidChannel,
@@ -140,20 +141,24 @@ def test_wait_wakes_on_a_publish_from_another_client(bus: Bus, backend_url: str)
     assert events == [Event(data="news", event="note", id=ids[0])]
 
 
-def test_wait_sends_one_command_and_none_while_waiting(
+def test_wait_sends_one_xread_and_nothing_while_waiting(
     bus: Bus, backend_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     last = bus.publish("c", "old")
     sent = count_commands(monkeypatch, bus.redis)
     assert bus.wait("c", after_id=last, timeout=0.5) == []
-    assert sent == [("XREAD", "COUNT", 100, "BLOCK", 500, "STREAMS", bus.stream_key("c"), last)]
+    # First one O(1) look at the newest id (is the cursor ahead of the stream?), then the wait.
+    assert sent == [
+        ("XREVRANGE", bus.stream_key("c"), "+", "-", "COUNT", 1),
+        ("XREAD", "COUNT", 100, "BLOCK", 500, "STREAMS", bus.stream_key("c"), last),
+    ]
 
     sent.clear()
     publisher = Bus(connect(backend_url), prefix=bus.prefix)  # another client: not counted
     thread = later(0.3, lambda: publisher.publish("c", "x"))
     events = bus.wait("c", after_id=last, timeout=10)
     thread.join()
-    assert [command[0] for command in sent] == ["XREAD"]
+    assert [command[0] for command in sent] == ["XREVRANGE", "XREAD"]
     assert [e.data for e in events] == ["x"]
 
 
@@ -169,7 +174,7 @@ def test_wait_slices_the_block_to_fit_a_short_socket_timeout(
     short = Bus(client, prefix=key_prefix)
     sent = count_commands(monkeypatch, client)
     assert short.wait("c", after_id="0", timeout=0.5) == []
-    blocks = [command[4] for command in sent]
+    blocks = [command[4] for command in sent if command[0] == "XREAD"]
     # Each slice fits the socket timeout. How many slices a 0.5 s wait takes depends on how
     # promptly the server ends a block (real Redis checks block timeouts about every 100 ms).
     assert blocks[0] == 200
@@ -200,8 +205,8 @@ def test_waiting_costs_zero_commands_on_the_server(redis_url: str, key_prefix: s
         client.echo("end-marker")
         lines = monitor.lines_until('"end-marker"')
     mine = [line for line in lines if f" {addr}]" in line]
-    assert [line.split('"')[1] for line in mine] == ["ECHO", "XREAD", "ECHO"]
-    assert '"BLOCK" "1500"' in mine[1]
+    assert [line.split('"')[1] for line in mine] == ["ECHO", "XREVRANGE", "XREAD", "ECHO"]
+    assert '"BLOCK" "1500"' in mine[2]
     client.close()
 
 
@@ -580,13 +585,14 @@ async def test_async_wait_wakes_on_publish_and_holds_no_loop(abus: AsyncBus) -> 
     assert ticks >= 5  # the event loop kept running while the wait blocked on Redis
 
 
-async def test_async_wait_sends_one_command(
-    abus: AsyncBus, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_async_wait_sends_one_xread(abus: AsyncBus, monkeypatch: pytest.MonkeyPatch) -> None:
     last = await abus.publish("c", "old")
     sent = count_commands(monkeypatch, abus.redis)
     assert await abus.wait("c", after_id=last, timeout=0.3) == []
-    assert [command[:5] for command in sent] == [("XREAD", "COUNT", 100, "BLOCK", 300)]
+    assert [command[:5] for command in sent] == [
+        ("XREVRANGE", abus.stream_key("c"), "+", "-", "COUNT"),
+        ("XREAD", "COUNT", 100, "BLOCK", 300),
+    ]
 
 
 async def test_async_gap_and_validation(backend_url: str, key_prefix: str) -> None:
@@ -630,3 +636,60 @@ async def test_sync_and_async_share_state(backend_url: str, key_prefix: str) -> 
     thread.join()
     assert [e.data for e in events] == ["from a WSGI thread"]
     await client.aclose()
+
+
+# --- entries and cursors from outside the bus (issue 11, defects 2, 3 and 5) ---------------------
+
+
+def test_a_lone_surrogate_is_the_bus_own_invalid_event(bus: Bus) -> None:
+    with pytest.raises(InvalidEvent, match="lone surrogate"):
+        bus.publish("c", "half a pair: \ud800")
+    with pytest.raises(InvalidEvent, match="lone surrogate"):
+        bus.publish_live("c", "x", event="t\udfff")
+    assert bus.latest_id("c") == "0-0"  # nothing was written
+
+
+def test_entries_another_producer_wrote_badly_are_skipped_and_counted(
+    bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = bus.stream_key("c")
+    good = bus.publish("c", "good")
+    bus.redis.xadd(key, {"data": "lf in type", "event": "a\nb"})
+    bus.redis.xadd(key, {"data": b"\xff\xfe not utf-8"})
+    last = bus.publish("c", "also good")
+    assert [e.data for e in bus.history("c")] == ["good", "also good"]
+    assert [e.data for e in bus.history("c", after_id=good)] == ["also good"]
+    assert [e.data for e in bus.wait("c", after_id=good, timeout=1)] == ["also good"]
+    assert bus.invalid_entries == 6
+    assert sum("did not write" in r.getMessage() for r in caplog.records) == 6
+    # `limit` counts the events returned, not the entries skipped on the way.
+    assert [e.id for e in bus.history("c", limit=2)] == [good, last]
+
+
+def test_a_wait_after_only_bad_entries_keeps_waiting(bus: Bus) -> None:
+    first = bus.publish("c", "first")
+    bus.redis.xadd(bus.stream_key("c"), {"data": "x", "event": "bad\r"})
+    assert bus.wait("c", after_id=first, timeout=0.3) == []
+    assert bus.invalid_entries >= 1
+
+
+@pytest.mark.parametrize("cursor", ["99999999999999-0", f"{2**64 - 1}-{2**64 - 1}"])
+def test_a_cursor_ahead_of_the_stream_raises_cursor_ahead(bus: Bus, cursor: str) -> None:
+    latest = bus.publish("c", "only")
+    for read in (
+        lambda: bus.history("c", after_id=cursor),
+        lambda: bus.wait("c", after_id=cursor, timeout=5),
+    ):
+        with pytest.raises(CursorAhead, match="ahead of the stream") as caught:
+            read()
+        assert (caught.value.latest_id, caught.value.reason) == (latest, "cursor-ahead")
+        assert isinstance(caught.value, HistoryGap)  # handled wherever a gap is
+
+
+def test_a_cursor_from_before_redis_was_emptied_raises_cursor_ahead(bus: Bus) -> None:
+    old = bus.publish("c", "gone")
+    bus.redis.delete(bus.stream_key("c"))
+    with pytest.raises(CursorAhead) as caught:
+        bus.wait("c", after_id=old, timeout=5)
+    assert caught.value.latest_id == "0-0"
+    assert bus.history("c", after_id="0") == []  # "from the start" of an empty stream is fine

@@ -558,3 +558,25 @@ def test_one_pool_per_app_not_a_connection_per_request(
         assert connections_named(name, redis_url) == 0
     finally:
         get_state(app).close()
+
+
+@pytest.mark.parametrize("accept", ["text/event-stream", "text/html", "*/*"])
+def test_refusals_carry_their_json_body_whatever_the_accept_header(
+    make_app: MakeApp, accept: str
+) -> None:
+    def hook(channel: str) -> bool:
+        if channel == "anonymous":
+            raise Unauthorized("log in first")
+        return channel == "public"
+
+    client = make_app(authorize_read=hook).test_client()
+    for path, status, names in (
+        ("/poll/private", 403, "may not read channel 'private'"),
+        ("/poll/anonymous", 401, "log in first"),
+        ("/poll/bad name", 400, "not valid"),
+        ("/poll/public?last_id=yesterday", 400, "is not an event id"),
+        ("/poll/", 400, "name the channel"),
+    ):
+        reply = client.get(path, headers={"Accept": accept})
+        assert (reply.status_code, reply.mimetype) == (status, "application/json"), path
+        assert names in reply.json["detail"], (path, reply.json)

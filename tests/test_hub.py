@@ -286,3 +286,104 @@ def test_parse_stream_cursor() -> None:
         parse_stream_cursor("a b=5-1", ["a"])
     with pytest.raises(InvalidCursor):
         parse_stream_cursor("a=soon", ["a"])
+
+
+# --- bad messages from outside the bus (issue 11, defects 1 and 3) --------------------------------
+
+
+async def publish_raw(bus: AsyncBus, channel: str, payload: bytes) -> None:
+    """What another producer writing Redis directly could put on a live channel."""
+    await bus.redis.publish(bus.live_channel(channel), payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not-an-id\n\nhello",  # an id that is not a stream id
+        b"1-0\nbad\rtype\nhello",  # an event type with CR
+        b"1-0\n\n\xff\xfe not utf-8",  # data that is not UTF-8
+        b"no newlines at all",  # not the bus's format
+        b"99999999999999-0\n\nfrom the future",  # an id far ahead of the stream's own
+    ],
+    ids=["bad-id", "cr-in-type", "not-utf8", "no-format", "id-far-ahead"],
+)
+async def test_a_poison_message_is_skipped_and_counted_and_harms_nothing(
+    hub: Hub, bus: AsyncBus, payload: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    poisoned, other = await hub.subscribe(["p"]), await hub.subscribe(["q"])
+    await publish_raw(bus, "p", payload)
+    later = await bus.publish("p", "later")
+    on_q = await bus.publish("q", "other channel")
+    assert [(e.data, e.id) for e in await read(poisoned, 1)] == [("later", later)]
+    assert [(e.data, e.id) for e in await read(other, 1)] == [("other channel", on_q)]
+    stats = hub.stats()
+    assert (stats.poison_messages, stats.connected, stats.reader_alive) == (1, True, True)
+    assert any("skipping a message" in r.getMessage() for r in caplog.records), caplog.text
+    again = await bus.publish("p", "and again")  # the session and the channel still work
+    assert [(e.data, e.id) for e in await read(poisoned, 1)] == [("and again", again)]
+
+
+async def test_a_reader_that_dies_for_any_reason_is_restarted(
+    bus: AsyncBus, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    failures = [RuntimeError("a bug in the reader")]
+    original = Hub._dispatch
+
+    def dispatch_once_failing(self: Hub, *args: Any) -> None:
+        if failures:
+            raise failures.pop()
+        original(self, *args)
+
+    monkeypatch.setattr(Hub, "_dispatch", dispatch_once_failing)
+    async with Hub(bus, heartbeat=60, reconnect_delay=(0.01, 0.05)) as hub:
+        sub = await hub.subscribe(["r"])
+        lost = await bus.publish("r", "this one kills the reader")
+        after = await bus.publish("r", "after the restart")
+        events = await read(sub, 2, timeout=10)
+        # Both arrive: the restarted reader replays what the dead one did not deliver.
+        assert [(e.data, e.id) for e in events] == [
+            ("this one kills the reader", lost),
+            ("after the restart", after),
+        ]
+        stats = hub.stats()
+        assert (stats.reader_restarts, stats.reader_alive, stats.connected) == (1, True, True)
+    assert any("a bug in the reader" in r.getMessage() for r in caplog.records), caplog.text
+
+
+async def test_a_cursor_ahead_of_the_stream_gets_a_reset_not_silence(
+    hub: Hub, bus: AsyncBus
+) -> None:
+    latest = await bus.publish("f", "only")
+    for cursor in ("99999999999999-0", f"{2**64 - 1}-{2**64 - 1}"):
+        sub = await hub.subscribe(["f"], cursor=cursor)
+        [reset] = await read(sub, 1)
+        assert reset.event == "reset"
+        assert json.loads(reset.data) == {
+            "channel": "f",
+            "latest_id": latest,
+            "reason": "cursor-ahead",
+        }
+        assert reset.id == latest
+        nxt = await bus.publish("f", "next")
+        assert [(e.data, e.id) for e in await read(sub, 1)] == [("next", nxt)]
+        latest = nxt
+        hub.finish(sub)
+
+
+async def test_a_cursor_from_an_emptied_redis_gets_a_reset(hub: Hub, bus: AsyncBus) -> None:
+    old = await bus.publish("e", "before Redis lost everything")
+    await bus.redis.delete(bus.stream_key("e"))
+    sub = await hub.subscribe(["e"], cursor=old)
+    [reset] = await read(sub, 1)
+    assert (reset.event, json.loads(reset.data)["reason"]) == ("reset", "cursor-ahead")
+    assert json.loads(reset.data)["latest_id"] == "0-0"
+    first = await bus.publish("e", "first of the new stream")
+    assert [(e.data, e.id) for e in await read(sub, 1)] == [("first of the new stream", first)]
+
+
+async def test_a_cursor_ahead_in_one_of_several_channels(hub: Hub, bus: AsyncBus) -> None:
+    a, b = await bus.publish("m1", "a"), await bus.publish("m2", "b")
+    sub = await hub.subscribe(["m1", "m2"], cursor=f"m1={a},m2=99999999999999-0")
+    [reset] = await read(sub, 1)
+    assert json.loads(reset.data) == {"channel": "m2", "latest_id": b, "reason": "cursor-ahead"}
+    assert reset.id == f"m1={a},m2={b}"

@@ -180,3 +180,31 @@ def test_serve_wsgi_serves_concurrent_long_polls(bus: Bus) -> None:
             thread.join(timeout=10)
     assert len(results) == 4
     assert all(b"to everyone" in body for body in results)
+
+
+@pytest.mark.parametrize("cursor", ["99999999999999-0", f"{2**64 - 1}-{2**64 - 1}"])
+def test_a_cursor_ahead_of_the_stream_gets_a_reset_at_once(bus: Bus, cursor: str) -> None:
+    latest = bus.publish("c", "only")
+    started = time.monotonic()
+    reply = long_poll(bus, "c", cursor, "30")
+    assert time.monotonic() - started < 10  # answered, not left waiting for ids that never come
+    assert (reply.status, reply.body["reset"], reply.body["events"]) == (200, True, [])
+    assert reply.body["last_id"] == latest
+    assert "ahead of the stream" in reply.body["detail"]
+    nxt = bus.publish("c", "next")
+    assert [e["id"] for e in long_poll(bus, "c", latest, "1").body["events"]] == [nxt]
+
+
+def test_a_cursor_from_before_redis_was_emptied_gets_a_reset(bus: Bus) -> None:
+    old = bus.publish("c", "gone")
+    bus.redis.delete(bus.stream_key("c"))
+    reply = long_poll(bus, "c", old, "30")
+    assert (reply.status, reply.body["reset"], reply.body["last_id"]) == (200, True, "0-0")
+
+
+def test_bad_entries_written_outside_the_bus_are_skipped_not_a_500(bus: Bus) -> None:
+    first = bus.publish("c", "first")
+    bus.redis.xadd(bus.stream_key("c"), {"data": b"\xff", "event": "x"})
+    good = bus.publish("c", "good")
+    reply = long_poll(bus, "c", first, "1")
+    assert (reply.status, [e["id"] for e in reply.body["events"]]) == (200, [good])

@@ -19,7 +19,7 @@ import falcon.testing
 import pytest
 
 from sidestream.access import Grant, allow_all, allow_everyone
-from sidestream.bus import AsyncBus
+from sidestream.bus import AsyncBus, connect_async
 from sidestream.errors import Forbidden, InvalidArgument, Unauthorized
 from sidestream.hub import Hub, close_event
 from sidestream.service import StreamApp, create_app
@@ -401,6 +401,9 @@ async def test_metrics_count_exactly(bus: AsyncBus) -> None:
                 "sidestream_redis_reconnects_total": 0,
                 "sidestream_replayed_events_total": 0,
                 "sidestream_redis_connected": 1,
+                "sidestream_poison_messages_total": 0,
+                "sidestream_invalid_stream_entries_total": 0,
+                "sidestream_reader_restarts_total": 0,
                 "sidestream_open_websockets": 0,
                 "sidestream_websocket_messages_published_total": 0,
                 "sidestream_websocket_messages_refused_total": 0,
@@ -426,3 +429,114 @@ def test_close_event_bytes() -> None:
     assert close_event("shutdown", retry=2500) == (
         b'event: close\nretry: 2500\ndata: {"reason": "shutdown"}\n\n'
     )
+
+
+# --- issue 11: what reaches a client when others misbehave ------------------------------------
+
+SSE_ACCEPT = {"Accept": "text/event-stream"}
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status", "names"),
+    [
+        ("/events?channel=news", {}, 401, "send a stream token"),
+        ("/events?channel=private", {"Authorization": "Bearer x"}, 403, "private"),
+        ("/events?channel=has%20space", {"Authorization": "Bearer x"}, 400, "not valid"),
+        ("/events", {"Authorization": "Bearer x"}, 400, '"channel" parameter is required'),
+    ],
+)
+async def test_refusals_carry_their_json_body_whatever_the_accept_header(
+    bus: AsyncBus, path: str, headers: dict[str, str], status: int, names: str
+) -> None:
+    async with falcon.testing.ASGIConductor(make_app(bus, authorize=refuse)) as conductor:
+        for accept in (SSE_ACCEPT, {"Accept": "text/html"}, {"Accept": "*/*"}, {}):
+            result = await conductor.simulate_get(path, headers={**headers, **accept})
+            assert result.status_code == status
+            assert result.headers["content-type"].startswith("application/json")
+            assert names in result.json["description"], (accept, result.text)
+
+
+async def test_a_503_carries_its_json_body_to_a_stream_client(bus: AsyncBus) -> None:
+    app = make_app(bus)
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        app.begin_drain()
+        result = await conductor.simulate_get("/events?channel=x", headers=SSE_ACCEPT)
+        assert (result.status_code, result.json["title"]) == (503, "unavailable")
+        assert "shutting down" in result.json["description"]
+
+
+async def test_healthz_is_503_while_redis_cannot_be_reached(key_prefix: str) -> None:
+    client = connect_async("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    app = make_app(AsyncBus(client, prefix=key_prefix))
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        health = await conductor.simulate_get("/healthz")
+        assert health.status_code == 503  # a load balancer reads the status, not the body
+        assert (health.json["status"], health.json["redis"]) == ("unavailable", "down")
+    await client.aclose()
+
+
+async def test_healthz_is_503_while_the_reader_is_dead(
+    bus: AsyncBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(bus)
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        await eventually(lambda: _true(app.hub.stats().can_deliver))
+        assert (await conductor.simulate_get("/healthz")).status_code == 200
+        monkeypatch.setattr(app.hub, "_start_reader", lambda: app.hub._tasks[0])  # no restart
+        app.hub._tasks[0].cancel()
+        await eventually(lambda: _true(app.hub._tasks[0].done()))
+        health = await conductor.simulate_get("/healthz")
+        assert (health.status_code, health.json["status"]) == (503, "unavailable")
+
+
+async def test_replay_skips_entries_written_badly_outside_the_bus(bus: AsyncBus) -> None:
+    first = await bus.publish("bad", "first")
+    await bus.redis.xadd(bus.stream_key("bad"), {"data": "x", "event": "two\nlines"})
+    await bus.redis.xadd(bus.stream_key("bad"), {"data": b"\xff\xfe"})
+    good = await bus.publish("bad", "good")
+    app = make_app(bus)
+    async with (
+        falcon.testing.ASGIConductor(app) as conductor,
+        conductor.simulate_get_stream(
+            "/events?channel=bad", headers={"Last-Event-ID": first}
+        ) as result,
+    ):
+        assert result.status_code == 200
+        [event] = await read_events_async(result.stream.read, count=1)
+        assert (event.data, event.id) == ("good", good)
+        metrics = parse_metrics((await conductor.simulate_get("/metrics")).text)
+        assert metrics["sidestream_invalid_stream_entries_total"] == 2
+
+
+async def test_a_poison_message_is_counted_in_metrics_and_others_flow(bus: AsyncBus) -> None:
+    app = make_app(bus)
+    async with (
+        falcon.testing.ASGIConductor(app) as conductor,
+        conductor.simulate_get_stream("/events?channel=p") as result,
+    ):
+        await eventually(lambda: _true(app.hub.stats().channels == 1))
+        await bus.redis.publish(bus.live_channel("p"), b"garbage\r\n\nnot ours")
+        good = await bus.publish("p", "good")
+        [event] = await read_events_async(result.stream.read, count=1)
+        assert (event.data, event.id) == ("good", good)
+        metrics = parse_metrics((await conductor.simulate_get("/metrics")).text)
+        assert metrics["sidestream_poison_messages_total"] == 1
+        assert (await conductor.simulate_get("/healthz")).json["status"] == "ok"
+
+
+async def test_a_cursor_from_the_future_gets_a_reset_event(bus: AsyncBus) -> None:
+    latest = await bus.publish("fut", "only")
+    app = make_app(bus)
+    async with (
+        falcon.testing.ASGIConductor(app) as conductor,
+        conductor.simulate_get_stream(
+            "/events?channel=fut", headers={"Last-Event-ID": "99999999999999-0"}
+        ) as result,
+    ):
+        assert result.status_code == 200
+        [reset] = await read_events_async(result.stream.read, count=1)
+        assert (reset.event, reset.id) == ("reset", latest)
+        assert json.loads(reset.data)["reason"] == "cursor-ahead"
+        nxt = await bus.publish("fut", "next")
+        [event] = await read_events_async(result.stream.read, count=1)
+        assert (event.data, event.id) == ("next", nxt)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -175,6 +176,9 @@ async def test_the_hub_encodes_a_frame_once_for_every_socket(bus: AsyncBus) -> N
         ('{"channel": "room", "data": "hi", "event": "close"}', "'event' must be a string other"),
         ('{"channel": "room", "data": "hi", "event": "a\\nb"}', "event type 'a\\nb' is not valid"),
         ('{"channel": "room", "data": "hi", "ref": []}', "'ref' must be an int or a string"),
+        ("[" * 30_000 + "]" * 30_000, "nested more than"),
+        ('{"channel": "room", "data": "half a pair \\ud800"}', "lone surrogate"),
+        ('{"channel": "room", "data": "hi", "event": "\\udfff"}', "lone surrogate"),
     ],
 )
 async def test_a_malformed_message_gets_an_error_frame_and_the_socket_stays_open(
@@ -194,6 +198,21 @@ async def test_a_malformed_message_gets_an_error_frame_and_the_socket_stays_open
         assert {frame["type"] for frame in await frames(ws, 2)} == {"event", "ack"}
         assert app.sockets is not None and app.sockets.refused == 1
         assert await bus.history("room") != []
+
+
+async def test_hostile_messages_leave_no_traceback_in_the_log(
+    bus: AsyncBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with (
+        falcon.testing.ASGIConductor(make_app(bus)) as conductor,
+        connect(conductor, query("room", token=token())) as ws,
+    ):
+        await joined(ws)
+        for message in ("[" * 30_000 + "]" * 30_000, '{"channel": "room", "data": "\\ud800"}'):
+            await ws.send_text(message)
+            [error] = await frames(ws, 1)
+            assert (error["type"], error["error"]) == ("error", "invalid")
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
 
 
 async def test_publishing_to_a_channel_not_granted_is_refused(bus: AsyncBus) -> None:

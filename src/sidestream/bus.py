@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import math
 import os
 import re
@@ -70,6 +71,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from sidestream.cluster import connect_cluster, connect_cluster_async, is_cluster, is_cluster_url
 from sidestream.errors import (
+    CursorAhead,
     HistoryGap,
     InvalidArgument,
     InvalidChannel,
@@ -97,6 +99,8 @@ __all__ = [
     "parse_cursor",
     "validate_channel",
 ]
+
+log = logging.getLogger("sidestream.bus")
 
 CHANNEL_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
 """What a channel name may be: a letter or digit, then up to 127 of letters, digits and `._:/-`."""
@@ -286,13 +290,20 @@ def _check_event(data: str, event: str | None, max_data_bytes: int) -> tuple[byt
             f"event type {event!r} is not valid: use None for the default type, or a non-empty "
             f"str of at most {_MAX_EVENT_TYPE} characters without CR, LF or NUL"
         )
-    encoded = data.encode()
+    try:
+        encoded = data.encode()
+        event_type = (event or "").encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate: not text any Redis client can read
+        raise InvalidEvent(
+            f"event {'data' if exc.object is data else 'type'} is not valid Unicode text "
+            f"(a lone surrogate at position {exc.start}): publish text that encodes as UTF-8"
+        ) from None
     if len(encoded) > max_data_bytes:
         raise PayloadTooLarge(
             f"event data is {len(encoded)} bytes, over this bus's cap of {max_data_bytes}: "
             "publish an id or a URL and let clients fetch the body, or raise max_data_bytes"
         )
-    return encoded, (event or "").encode()
+    return encoded, event_type
 
 
 def decode_live(payload: bytes | str) -> Event:
@@ -321,28 +332,53 @@ class _Entry:
 
 
 def _entry(raw_id: bytes | str, fields: Any) -> _Entry:
+    """One stream entry, checked; raises ValueError for one this module could not have written
+    (another producer's XADD): an event type with CR, LF or NUL, text that is not UTF-8."""
     if not isinstance(fields, dict):  # a flat [field, value, ...] list, as some parsers return
         fields = dict(zip(fields[::2], fields[1::2], strict=True))
     values = {_text(k): _text(v) for k, v in fields.items()}
     event_id = _text(raw_id)
     prev = values.get("prev")
+    event = values.get("event") or None
+    if event is not None and (len(event) > _MAX_EVENT_TYPE or any(c in event for c in "\r\n\0")):
+        raise ValueError(f"event type {event[:40]!r} has CR, LF or NUL, or is too long")
     return _Entry(
-        event=Event(data=values.get("data", ""), event=values.get("event") or None, id=event_id),
+        event=Event(data=values.get("data", ""), event=event, id=event_id),
         id=parse_cursor(event_id),
         prev=parse_cursor(prev) if prev is not None else None,
     )
 
 
-def _entries_from_range(reply: Any) -> list[_Entry]:
-    return [_entry(raw_id, fields) for raw_id, fields in reply or []]
+@dataclass(frozen=True)
+class _Page:
+    """Stream entries as read: the valid ones, and the last id read (valid or not)."""
+
+    entries: list[_Entry]
+    last_id: tuple[int, int] | None
+    read: int
+    first_prev: tuple[int, int] | None = None  # what the first entry read was published after
+    first_id: str | None = None
 
 
-def _entries_from_xread(reply: Any) -> list[_Entry]:
+def _raw_id(raw_id: bytes | str) -> tuple[int, int] | None:
+    try:
+        return parse_cursor(_text(raw_id))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _raw_prev(fields: Any) -> tuple[int, int] | None:
+    if not isinstance(fields, dict):
+        fields = dict(zip(fields[::2], fields[1::2], strict=False))
+    prev = fields.get(b"prev", fields.get("prev"))
+    return None if prev is None else _raw_id(prev)
+
+
+def _xread_entries(reply: Any) -> Any:
     """XREAD of one stream: RESP2 gives [[key, entries]], RESP3 gives {key: [entries]}."""
     if not reply:
         return []
-    entries = next(iter(reply.values()))[0] if isinstance(reply, dict) else reply[0][1]
-    return _entries_from_range(entries)
+    return next(iter(reply.values()))[0] if isinstance(reply, dict) else reply[0][1]
 
 
 def _socket_timeout(client: Any) -> float | None:
@@ -396,6 +432,8 @@ class _BusCore:
         self.prefix = prefix
         self.maxlen = maxlen
         self.max_data_bytes = max_data_bytes
+        self.invalid_entries = 0
+        """Stream entries skipped because another producer wrote them badly (logged too)."""
         # Longest single XREAD BLOCK that the client's socket timeout lets finish.
         self._max_block = (
             None
@@ -435,13 +473,36 @@ class _BusCore:
         receivers = yield (publish, live, b"\n" + event_type + b"\n" + payload)
         return int(receivers)
 
-    def _latest_plan(self, channel: str) -> Plan[str]:
-        reply = yield ("XREVRANGE", self.stream_key(channel), "+", "-", "COUNT", 1)
-        entries = _entries_from_range(reply)
-        return (entries[0].event.id or "0-0") if entries else "0-0"
+    def _page(self, channel: str, raw: Any) -> _Page:
+        """Parse entries as read; skip (log and count) those another producer wrote badly."""
+        entries: list[_Entry] = []
+        last: tuple[int, int] | None = None
+        first_prev: tuple[int, int] | None = None
+        if raw:
+            first_prev = _raw_prev(raw[0][1])
+        for raw_id, fields in raw or []:
+            last = _raw_id(raw_id) or last
+            try:
+                entries.append(_entry(raw_id, fields))
+            except (ValueError, UnicodeDecodeError, TypeError) as exc:
+                self.invalid_entries += 1
+                log.warning(
+                    "skipping stream entry %r on %r that sidestream did not write: %s",
+                    raw_id,
+                    channel,
+                    exc,
+                )
+        first_id = _text(raw[0][0]) if raw else None
+        return _Page(entries, last, len(raw or []), first_prev, first_id)
 
-    def _gap_check(self, channel: str, after: tuple[int, int], entries: list[_Entry]) -> Plan[None]:
-        """Raise HistoryGap if an event after `after` is missing before the first one we got.
+    def _latest_plan(self, channel: str) -> Plan[str]:
+        # The newest id, valid entry or not: a cursor after it is the stream's present.
+        reply = yield ("XREVRANGE", self.stream_key(channel), "+", "-", "COUNT", 1)
+        last = _raw_id(reply[0][0]) if reply else None
+        return _format_id(last) if last is not None else "0-0"
+
+    def _gap_check(self, channel: str, after: tuple[int, int], page: _Page) -> Plan[None]:
+        """Raise HistoryGap if an event after `after` is missing before the first one we read.
 
         Each entry stores the id it was published after (`prev`). If the first entry we read
         was published after an id newer than the cursor, that newer event was trimmed (or
@@ -449,21 +510,41 @@ class _BusCore:
         the client's cursor (e.g. Redis restarted without persistence): the client cannot know
         what it missed either.
         """
-        if not entries or entries[0].prev is None:
+        prev = page.first_prev
+        if prev is None:
             return
-        prev = entries[0].prev
         if prev > after or (prev == (0, 0) and after != (0, 0)):
             latest = yield from self._latest_plan(channel)
-            raise HistoryGap(channel, _format_id(after), entries[0].event.id, latest)
+            raise HistoryGap(channel, _format_id(after), page.first_id, latest)
+
+    def _ahead_check(self, channel: str, after: tuple[int, int]) -> Plan[None]:
+        """Raise CursorAhead if `after` is newer than the stream's newest entry."""
+        latest = yield from self._latest_plan(channel)
+        if after > parse_cursor(latest):
+            raise CursorAhead(channel, _format_id(after), None, latest)
 
     def _history_plan(self, channel: str, after_id: str, limit: int) -> Plan[list[Event]]:
         key, after = self.stream_key(channel), parse_cursor(after_id)
         _check_limit(limit)
-        if after == (_U64_MAX, _U64_MAX):
+        if after == (_U64_MAX, _U64_MAX):  # no entry can follow it
+            yield from self._ahead_check(channel, after)
             return []
-        reply = yield ("XRANGE", key, f"({_format_id(after)}", "+", "COUNT", limit)
-        entries = _entries_from_range(reply)
-        yield from self._gap_check(channel, after, entries)
+        entries: list[_Entry] = []
+        first: _Page | None = None
+        start = after
+        while True:  # more pages only when entries were skipped: `limit` valid ones, or the end
+            want = limit - len(entries)
+            reply = yield ("XRANGE", key, f"({_format_id(start)}", "+", "COUNT", want)
+            page = self._page(channel, reply)
+            if first is None:
+                first = page
+                if page.read == 0:
+                    yield from self._ahead_check(channel, after)
+            entries += page.entries
+            if page.read < want or page.last_id is None or len(entries) >= limit:
+                break
+            start = page.last_id
+        yield from self._gap_check(channel, after, first)
         return [entry.event for entry in entries]
 
     def _wait_plan(
@@ -473,8 +554,11 @@ class _BusCore:
         _check_limit(limit)
         if not isinstance(timeout, int | float) or not timeout >= 0:
             raise InvalidArgument(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+        # A cursor ahead of the stream would wait for ids that are not coming: say so at once.
+        yield from self._ahead_check(channel, after)
         deadline = time.monotonic() + timeout
         remaining = float(timeout)
+        checked = False
         while True:
             block = remaining if self._max_block is None else min(remaining, self._max_block)
             block_ms = math.ceil(block * 1000)
@@ -482,10 +566,14 @@ class _BusCore:
                 command: Command = ("XREAD", "COUNT", limit, "BLOCK", block_ms, "STREAMS", key)
             else:  # timeout=0: look once without blocking
                 command = ("XREAD", "COUNT", limit, "STREAMS", key)
-            entries = _entries_from_xread((yield (*command, _format_id(after))))
-            if entries:
-                yield from self._gap_check(channel, after, entries)
-                return [entry.event for entry in entries]
+            page = self._page(channel, _xread_entries((yield (*command, _format_id(after)))))
+            if page.read and not checked:
+                checked = True
+                yield from self._gap_check(channel, after, page)
+            if page.entries:
+                return [entry.event for entry in page.entries]
+            if page.last_id is not None:  # only entries to skip: wait after them
+                after = page.last_id
             remaining = deadline - time.monotonic()
             if remaining <= 0.001:  # not worth another command
                 return []

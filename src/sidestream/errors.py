@@ -31,17 +31,43 @@ class HistoryGap(SidestreamError):
     """Events after the client's cursor were trimmed from the retained history.
 
     The client missed events it can never get: it must reload its state, then continue from
-    ``latest_id``.
+    ``latest_id``. ``reason`` is what the service's `reset` event says: ``"history-gap"``.
     """
+
+    reason = "history-gap"
 
     def __init__(self, channel: str, after_id: str, oldest_id: str | None, latest_id: str) -> None:
         self.channel = channel
         self.after_id = after_id
         self.oldest_id = oldest_id
         self.latest_id = latest_id
-        super().__init__(
-            f"events on {channel!r} after {after_id} are no longer retained "
-            f"(oldest retained: {oldest_id or 'none'}); reload state and continue from {latest_id}"
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"events on {self.channel!r} after {self.after_id} are no longer retained "
+            f"(oldest retained: {self.oldest_id or 'none'}); reload state and continue from "
+            f"{self.latest_id}"
+        )
+
+
+class CursorAhead(HistoryGap):
+    """The client's cursor is newer than the newest event of the channel's stream.
+
+    It comes from another stream (Redis was emptied or replaced, or another deployment's id) or
+    was made up: what the client has is not what this stream holds, so it must reload its state
+    and continue from ``latest_id``, exactly as after a [`HistoryGap`][sidestream.errors.HistoryGap]
+    (``reason``: ``"cursor-ahead"``). Never silence: without this, every event up to the
+    cursor's id would be taken for one the client already has.
+    """
+
+    reason = "cursor-ahead"
+
+    def _message(self) -> str:
+        return (
+            f"cursor {self.after_id} on {self.channel!r} is ahead of the stream's newest event "
+            f"{self.latest_id} (an id from another stream, or Redis lost its data); reload state "
+            f"and continue from {self.latest_id}"
         )
 
 

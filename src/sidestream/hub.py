@@ -21,6 +21,14 @@ What the hub guarantees, per channel:
 - **Reconnects.** If the Redis connection drops, the hub reconnects with exponential backoff and
   full jitter, subscribes again, and replays from the Streams what was published meanwhile; the
   ids tell what was already delivered.
+- **Poison.** A live message not in the bus's format (another producer writing Redis directly)
+  is logged, counted (`poison_messages`) and skipped; it never reaches a subscriber, other channels
+  or later events. A live id is a hint, not a fact: one further ahead of Redis's own clock (read
+  with `TIME` at connect) than an `XADD` could make it is checked against the channel's Stream,
+  which delivers what it really holds; without that, such an id would make every later event
+  look already seen. A reader that fails for any reason is started again and replays.
+- **Cursors ahead of the Stream** (from another stream, or kept across a Redis that lost its
+  data) get the same `reset` event as a gap, with the reason `cursor-ahead`: never silence.
 - **Heartbeats.** Every `heartbeat` seconds each subscriber is woken to send a comment, also when
   Redis is down. No subscriber ever waits on Redis: it waits on its own queue, which the hub
   fills.
@@ -60,7 +68,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from sidestream.bus import AsyncBus, decode_live, parse_cursor, validate_channel
-from sidestream.errors import HistoryGap, InvalidArgument, InvalidCursor, Unavailable
+from sidestream.cluster_pubsub import open_pubsub
+from sidestream.errors import CursorAhead, HistoryGap, InvalidArgument, InvalidCursor, Unavailable
 from sidestream.sse import Event, comment, encode
 
 __all__ = [
@@ -81,6 +90,8 @@ HEARTBEAT: bytes = comment("ping")
 
 _HISTORY_PAGE = 1000
 _YIELD_EVERY = 64  # let subscribers write after this many messages read in one go
+# A live id more than this far ahead of Redis's clock is not taken on trust: the Stream decides.
+_AHEAD_SLACK_MS = 2000
 Key = tuple[int, int]
 
 
@@ -113,7 +124,7 @@ def event_frame(channel: str, event: Event) -> str:
 
 
 def _reset_event(channel: str, gap: HistoryGap) -> Event:
-    data = json.dumps({"channel": channel, "latest_id": gap.latest_id, "reason": "history-gap"})
+    data = json.dumps({"channel": channel, "latest_id": gap.latest_id, "reason": gap.reason})
     return Event(data, event="reset", id=gap.latest_id)
 
 
@@ -493,6 +504,12 @@ class HubStats:
         reconnects: Times the Redis pub/sub connection was lost and opened again.
         replayed: Events fetched from the Streams after a reconnect (not per subscriber).
         connected: Whether the pub/sub connection is up right now.
+        poison_messages: Live messages skipped because they were not in the bus's format, or
+            carried an id the Stream does not hold (another producer writing Redis directly).
+        invalid_entries: Stream entries skipped on replay for the same reason.
+        reader_restarts: Times the reader failed on something other than the connection and
+            was started again.
+        reader_alive: Whether the task that reads Redis is running.
     """
 
     open_streams: int
@@ -502,6 +519,15 @@ class HubStats:
     reconnects: int
     replayed: int
     connected: bool
+    poison_messages: int = 0
+    invalid_entries: int = 0
+    reader_restarts: int = 0
+    reader_alive: bool = True
+
+    @property
+    def can_deliver(self) -> bool:
+        """Connected to Redis with a live reader: what `/healthz` answers 200 for."""
+        return self.connected and self.reader_alive
 
 
 class _Session:
@@ -580,6 +606,9 @@ class Hub:
         self.cutoffs = 0
         self.reconnects = 0
         self.replayed = 0
+        self.poison_messages = 0
+        self.reader_restarts = 0
+        self._redis_clock: tuple[int, float] | None = None  # (Redis ms, loop time) at connect
         self._redis_commands = redis_commands
         self._slots: asyncio.Semaphore | None = None
         self._channels: dict[str, _Channel] = {}
@@ -610,9 +639,26 @@ class Hub:
         self._slots = asyncio.Semaphore(self._redis_commands)
         self._send_lock = asyncio.Lock()
         self._tasks = [
-            asyncio.create_task(self._run(), name="sidestream-hub-reader"),
+            self._start_reader(),
             asyncio.create_task(self._tick(), name="sidestream-hub-heartbeat"),
         ]
+
+    def _start_reader(self) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._run(), name="sidestream-hub-reader")
+        task.add_done_callback(self._reader_ended)
+        return task
+
+    def _reader_ended(self, task: asyncio.Task[None]) -> None:
+        """A reader must never end while the hub runs: if it did anyway, start another."""
+        if self._closing or task.cancelled():
+            return
+        error = task.exception()
+        log.error("the hub's reader ended unexpectedly; starting it again", exc_info=error)
+        self.reader_restarts += 1
+        for ch in self._channels.values():
+            ch.stale = ch.primed
+        if self._tasks and self._tasks[0] is task:
+            self._tasks[0] = self._start_reader()
 
     async def __aenter__(self) -> Hub:
         await self.start()
@@ -682,6 +728,10 @@ class Hub:
             reconnects=self.reconnects,
             replayed=self.replayed,
             connected=self._session is not None and self._session.alive,
+            poison_messages=self.poison_messages,
+            invalid_entries=self.bus.invalid_entries,
+            reader_restarts=self.reader_restarts,
+            reader_alive=bool(self._tasks) and not self._tasks[0].done(),
         )
 
     async def subscribe(
@@ -872,10 +922,18 @@ class Hub:
         skip: dict[str, Key] = {}
         for name, after in positions.items():
             after_key = parse_cursor(after)
-            if after_key >= parse_cursor(start[name]):
-                skip[name] = after_key  # nothing to replay; live events up to it are old
-                continue
             try:
+                if after_key == parse_cursor(start[name]):
+                    skip[name] = after_key  # nothing to replay; live events up to it are old
+                    continue
+                if after_key > parse_cursor(start[name]):
+                    # Ahead of what this process delivered: the Stream says whether the client
+                    # saw a newer event (another process was quicker) or the cursor is foreign.
+                    assert self._slots is not None
+                    async with self._slots:
+                        latest = await self.bus.latest_id(name)
+                    if after_key > parse_cursor(latest):
+                        raise CursorAhead(name, after, None, latest)
                 events = await self._history(name, after)
             except HistoryGap as gap:
                 current[name] = gap.latest_id
@@ -912,7 +970,7 @@ class Hub:
     def _reset(
         self, name: str, gap: HistoryGap, names: Sequence[str], current: dict[str, str]
     ) -> bytes:
-        data = json.dumps({"channel": name, "latest_id": gap.latest_id, "reason": "history-gap"})
+        data = json.dumps({"channel": name, "latest_id": gap.latest_id, "reason": gap.reason})
         return encode(Event(data, event="reset", id=format_cursor(names, current)))
 
     async def _history(self, name: str, after: str) -> list[Event]:
@@ -945,6 +1003,10 @@ class Hub:
                     # redis-py may turn a cancellation into a TimeoutError: stop all the same.
                     raise asyncio.CancelledError from exc
                 log.warning("Redis pub/sub connection lost: %s", exc)
+            except Exception as exc:
+                # A bug, or something no one foresaw: never let it stop delivery for good.
+                log.error("the hub's reader failed; restarting it: %s", exc, exc_info=exc)
+                self.reader_restarts += 1
             finally:
                 if session is not None:
                     session.alive = False
@@ -961,12 +1023,14 @@ class Hub:
             await asyncio.sleep(delay)
 
     async def _open_session(self) -> _Session:
-        pubsub: Any = self.bus.redis.pubsub()
+        # One node: one PubSub. Redis Cluster: SSUBSCRIBE over one connection per master.
+        pubsub: Any = open_pubsub(self.bus.redis)
         session = _Session(pubsub)
         assert self._send_lock is not None
         try:
             await pubsub.connect()
             pubsub.connection.register_connect_callback(session.reconnected)
+            await self._read_redis_clock()
             # Holding the lock: a channel added meanwhile is subscribed once this session is
             # in place, by its own SUBSCRIBE.
             async with self._send_lock:
@@ -1013,7 +1077,9 @@ class Hub:
             last_heard, pinged = now, False
             kind = message["type"]
             if kind == "message":
-                self._on_message(message["channel"], message["data"])
+                doubtful = self._on_message(message["channel"], message["data"])
+                if doubtful is not None:
+                    await self._check_against_stream(*doubtful)
                 handled += 1
                 if handled % _YIELD_EVERY == 0:
                     await asyncio.sleep(0)
@@ -1054,16 +1120,58 @@ class Hub:
         for event in events:
             self._deliver(ch, event)
 
-    def _on_message(self, live: bytes | str, payload: bytes | str) -> None:
-        ch = self._by_live.get(live.decode() if isinstance(live, bytes) else live)
-        if ch is None or not ch.primed:
-            return
+    async def _read_redis_clock(self) -> None:
         try:
-            event = decode_live(payload)
-        except ValueError:
-            log.warning("ignoring a message on %r that sidestream did not publish", live)
+            seconds, micros = await self.bus.redis.time()
+        except (RedisError, OSError, ValueError, TypeError):
+            self._redis_clock = None  # no clock: every live id is taken on trust, as before
             return
-        self._deliver(ch, event)
+        self._redis_clock = (int(seconds) * 1000 + int(micros) // 1000, self._loop().time())
+
+    def _ahead_of_redis(self, key: Key) -> bool:
+        """True when `key` is further ahead of Redis's own clock than any XADD could make it."""
+        clock = self._redis_clock
+        if clock is None:
+            return False
+        now_ms = clock[0] + (self._loop().time() - clock[1]) * 1000
+        return key[0] > now_ms + _AHEAD_SLACK_MS
+
+    def _poison(self, live: bytes | str, why: str) -> None:
+        self.poison_messages += 1
+        log.warning("skipping a message on %r that sidestream did not publish: %s", live, why)
+
+    def _on_message(self, live: bytes | str, payload: bytes | str) -> tuple[_Channel, Key] | None:
+        """Deliver one live message, or skip it (logged and counted) if it is not the bus's.
+
+        Returns the channel and id of a message whose id is too far ahead to take on trust:
+        the reader then asks the Stream (`_check_against_stream`).
+        """
+        try:
+            ch = self._by_live.get(live.decode() if isinstance(live, bytes) else live)
+            if ch is None or not ch.primed:
+                return None
+            event = decode_live(payload)
+            if event.id is None:  # publish_live: no id, no history, no dedupe
+                self._dispatch(ch, _Item(ch.name, event, None))
+                return None
+            key = parse_cursor(event.id)
+            if key <= ch.last_key:
+                return None  # already delivered (a replay and the live message overlapped)
+            if self._ahead_of_redis(key):
+                return ch, key
+            self._dispatch(ch, _Item(ch.name, event, key))
+        except (ValueError, TypeError) as exc:  # not the format, a bad id or type, not UTF-8
+            self._poison(live, str(exc))
+        return None
+
+    async def _check_against_stream(self, ch: _Channel, key: Key) -> None:
+        """A live id far ahead of Redis's clock is a hint, not a fact: deliver what the Stream
+        holds after the last delivered id, and count the message as poison if its id is not
+        among them. Without this, one such id would make every later event look already seen.
+        """
+        await self._replay(ch)
+        if ch.last_key < key:
+            self._poison(ch.live, f"id {key[0]}-{key[1]} is not in the stream")
 
     def _deliver(self, ch: _Channel, event: Event) -> None:
         if event.id is None:  # publish_live: no id, no history, no dedupe

@@ -6,8 +6,8 @@
 | Route | What it answers |
 | --- | --- |
 | `GET /events?channel=a&channel=b` | a `text/event-stream` of those channels |
-| `GET /healthz` | `{"status": "ok", ...}`; 503 while draining |
-| `GET /metrics` | Prometheus text: open streams, channels, deliveries, cut-offs, reconnects |
+| `GET /healthz` | `{"status": "ok", "backend": "redis", ...}`; 503 whenever it cannot deliver |
+| `GET /metrics` | Prometheus text: streams, channels, deliveries, cut-offs, reconnects, skips |
 
 The module-level `app` is configured from `REDIS_URL` and `SIDESTREAM_TOKEN_KEY` (its streams are
 authorized by [stream tokens][sidestream.tokens.authorizer]), for
@@ -305,16 +305,19 @@ class _Health:
         self.app = app
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        # 503 whenever this process cannot deliver: draining, Redis unreachable, or no reader.
+        # A load balancer reads the status, not the body.
         stats = self.app.hub.stats()
         draining = self.app.hub.draining
+        status = "draining" if draining else "ok" if stats.can_deliver else "unavailable"
         resp.media = {
-            "status": "draining" if draining else "ok",
+            "status": status,
             "backend": backend(self.app.hub.bus.redis),
             "redis": "up" if stats.connected else "down",
             "open_streams": stats.open_streams,
         }
         resp.cache_control = ["no-store"]
-        if draining:
+        if status != "ok":
             resp.status = falcon.HTTP_503
 
 
@@ -326,6 +329,9 @@ _METRICS = (
     ("redis_reconnects_total", "counter", "Times the Redis pub/sub connection was reopened."),
     ("replayed_events_total", "counter", "Events replayed from Streams after a reconnect."),
     ("redis_connected", "gauge", "1 while the Redis pub/sub connection is up."),
+    ("poison_messages_total", "counter", "Live messages skipped: not in the bus's format."),
+    ("invalid_stream_entries_total", "counter", "Stream entries skipped: not in the bus's format."),
+    ("reader_restarts_total", "counter", "Times the Redis reader failed and was started again."),
 )
 _WEBSOCKET_METRICS = (
     ("open_websockets", "gauge", "WebSockets open in this process (also in open_streams)."),
@@ -348,6 +354,9 @@ class _Metrics:
             "redis_reconnects_total": stats.reconnects,
             "replayed_events_total": stats.replayed,
             "redis_connected": int(stats.connected),
+            "poison_messages_total": stats.poison_messages,
+            "invalid_stream_entries_total": stats.invalid_entries,
+            "reader_restarts_total": stats.reader_restarts,
         }
         metrics: tuple[tuple[str, str, str], ...] = _METRICS
         sockets = self.app.sockets
@@ -366,6 +375,13 @@ class _Metrics:
         resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
         resp.cache_control = ["no-store"]
         resp.text = "\n".join(lines) + "\n"
+
+
+def _json_errors(req: falcon.asgi.Request, resp: falcon.asgi.Response, exc: Any) -> None:
+    """Every refusal is JSON, whatever the `Accept` header: an `EventSource` sends
+    `Accept: text/event-stream`, and Falcon's default would then send no body at all."""
+    resp.data = exc.to_json()
+    resp.content_type = falcon.MEDIA_JSON
 
 
 class _Vary:
@@ -527,6 +543,7 @@ def create_app(
             _Vary(),
         ]
     app = StreamApp(middleware=middleware)
+    app.set_error_serializer(_json_errors)
     app.hub = hub
     app.drain_timeout = drain_timeout
     app._retry = (retry, retry_jitter)

@@ -34,7 +34,9 @@ and `ref` optional; `ref` is echoed in the `ack` or `error`).
 
 **Close codes** (after the handshake; see [`CloseCode`][sidestream.websocket.CloseCode]): 1001
 on shutdown, 1003 for a binary frame, 1009 for a message over `max_message_bytes`, 4001 when the
-grant expires, 4008 for a socket too slow to take its events.
+grant expires, 4008 for a socket too slow to take its events; a text frame that is not UTF-8 is
+closed with 1007 by the server itself, as RFC 6455 says. A message nested too deep for the JSON
+parser, or with text that is not valid Unicode (a lone surrogate), gets an `invalid` error frame.
 
 **Keepalive** is the server's WebSocket ping (uvicorn: `--ws-ping-interval`, `--ws-ping-timeout`,
 20 s each by default): browsers answer pings without any JavaScript, the pings keep proxies from
@@ -438,6 +440,10 @@ def _parse_message(text: str) -> Message:
         obj = json.loads(text)
     except ValueError as exc:
         raise _BadMessage("invalid", f"message is not JSON: {exc}") from None
+    except RecursionError:  # `[[[[...` thousands deep: the parser gives up, the socket does not
+        raise _BadMessage(
+            "invalid", "message is nested more than the JSON parser allows: send a flat object"
+        ) from None
     if not isinstance(obj, dict):
         raise _BadMessage(
             "invalid", 'a message is a JSON object like {"channel": "room:1", "data": "hi"}'
