@@ -1,0 +1,548 @@
+"""The stream service as a Mercure hub (sidestream.mercure_hub), held to draft-08.
+
+Each test names the section of draft-dunglas-mercure-08 it comes from: s3 Subscription,
+s4 Matcher Types, s5 Publication, s6_1 Presenting the Access Token, s6_2 Error Responses,
+s6_3 Token Validation, s6_5 Publishers, s6_6 Subscribers, s7 Reconnection, s9_2 Protected
+Resource Metadata, s13 Security Considerations. Most run in process on the embedded Redis;
+the last ones start examples/mercure_hub/hub.py with uvicorn, twice, on a private redis-server,
+and subscribe from Chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import jwt
+import pytest
+
+from sidestream.bus import AsyncBus, connect_async
+from sidestream.errors import MercureForbidden, MercureUnauthorized
+from sidestream.mercure import Publisher
+from sidestream.mercure_hub import MercureRoute, MercureSettings, install
+from sidestream.service import create_app
+from sidestream.testing import StreamReader, free_port, read_events, serve_asgi, wait_until
+from sidestream.tokens import AccessTokenClaims, StreamTokens, authorizer
+
+ROOT = Path(__file__).resolve().parent.parent
+AUDIENCE = "https://hub.example.com/.well-known/mercure"
+SITE = "https://example.com"
+PUBLISHER_KEY = "hub-publisher-key-of-32-bytes-long!!"
+SUBSCRIBER_KEY = "hub-subscriber-key-of-32-bytes-long!"
+DETAIL = "https://mercure.rocks/authorization-detail"
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def tokens(key: str, hub_url: str) -> StreamTokens:
+    return StreamTokens(
+        key, audience=hub_url, issuer=SITE, claims_format=AccessTokenClaims(client_id=SITE)
+    )
+
+
+def grant(key: str, hub_url: str, action: str, *matchers: str, **claims: Any) -> str:
+    """A token granting `action` on matchers written `value` or `value urlpattern`."""
+    topics = [
+        {"match": m.split(" ")[0], "match_type": m.split(" ")[1]} if " " in m else {"match": m}
+        for m in matchers
+    ]
+    now = int(time.time())
+    payload: dict[str, Any] = {
+        "iss": SITE,
+        "aud": hub_url,
+        "sub": "urn:uuid:subscriber",
+        "client_id": SITE,
+        "iat": now,
+        "exp": now + 120,
+        "jti": str(uuid.uuid4()),
+        "authorization_details": [{"type": DETAIL, "actions": [action], "topics": topics}],
+    }
+    payload.update(claims)
+    return jwt.encode(payload, key, algorithm="HS256", headers={"typ": "at+jwt"})
+
+
+class Hub:
+    """A served hub: where it listens, and helpers to publish and subscribe."""
+
+    def __init__(self, url: str, route: MercureRoute) -> None:
+        self.url = url
+        self.route = route
+
+    def publisher(self, *matchers: str, **claims: Any) -> str:
+        return grant(PUBLISHER_KEY, AUDIENCE, "publish", *(matchers or ("*",)), **claims)
+
+    def subscriber(self, *matchers: str, **claims: Any) -> str:
+        return grant(SUBSCRIBER_KEY, AUDIENCE, "subscribe", *matchers, **claims)
+
+    def post(self, body: str, bearer: str | None = "default", **headers: str) -> httpx.Response:
+        sent = dict(FORM, **headers)
+        if bearer == "default":
+            bearer = self.publisher()
+        if bearer is not None:
+            sent["authorization"] = f"Bearer {bearer}"
+        return httpx.post(self.url, content=body.encode(), headers=sent, timeout=10)
+
+    def publish(self, body: str) -> str:
+        response = self.post(body)
+        assert response.status_code == 200, response.text
+        return response.text
+
+    def read(self, query: str, count: int, timeout: float = 3, **headers: str) -> Any:
+        return read_events(f"{self.url}?{query}", count=count, timeout=timeout, headers=headers)
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    # The hub's URL (its resource identifier) is the public one, as behind a load balancer;
+    # the test reaches it on a loopback port.
+    prefix = f"mercure-hub-test-{uuid.uuid4().hex}:"
+    app = create_app(
+        AsyncBus(connect_async("memory://"), prefix=prefix),
+        authorize=authorizer(tokens(SUBSCRIBER_KEY, AUDIENCE)),
+        heartbeat=1.0,
+    )
+    settings = MercureSettings(
+        hub_url=AUDIENCE,
+        publisher_tokens=tokens(PUBLISHER_KEY, AUDIENCE),
+        subscriber_tokens=tokens(SUBSCRIBER_KEY, AUDIENCE),
+        anonymous=True,
+    )
+    route = install(app, app.hub, settings)
+    with serve_asgi(app) as base:
+        yield Hub(base + "/.well-known/mercure", route)
+
+
+def q(value: str) -> str:
+    return quote(value, safe="")
+
+
+# --- section 5: publication -----------------------------------------------------------------
+
+
+def test_s5_publish_answers_200_text_plain_with_the_id_and_dispatches(hub: Hub) -> None:
+    with httpx.stream("GET", f"{hub.url}?match=*", timeout=10) as response:
+        stream = StreamReader(response)
+        stream.read_until(lambda: b"\n\n" in stream.raw)
+        answer = hub.post("topic=t&data=first&type=note&retry=2500")
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == "text/plain; charset=utf-8"
+        generated = answer.text
+        assert generated.startswith("#")  # s5: a fragment is a valid hub-generated id
+        supplied = hub.publish("topic=t&data=second&id=urn%3Auuid%3A7")
+        events = stream.wait_events(2)
+    assert [(e.id, e.data, e.event, e.retry) for e in events] == [
+        (generated, "first", "note", 2500),
+        ("urn:uuid:7", "second", None, None),
+    ]
+    assert supplied == "urn:uuid:7"
+
+
+def test_s13_2_data_lines_cannot_inject_fields(hub: Hub) -> None:
+    hub.publish("topic=t&data=" + q("a\nevent: forged\nid: forged\r\nb"))
+    (event,) = hub.read("match=t&last_event_id=earliest", 1).events
+    assert (event.data, event.event) == ("a\nevent: forged\nid: forged\nb", None)
+    assert event.id != "forged"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "data=no-topic",
+        "topic=*",
+        "topic=a&topic=*",
+        "topic=%2F.well-known%2Fmercure",
+        "topic=" + q("/.well-known/mercure/subscriptions/exact/a/b"),
+        "topic=" + q("https://any.example/.well-known/%6Dercure/x"),
+        "topic=" + q("/.well-known/mercure/../mercure/x"),
+        "topic=a%00b",
+        "topic=" + q("a\u200bb"),
+        "topic=t&id=%23frag",
+        "topic=t&id=earliest",
+        "topic=t&id=a%0Ab",
+        "topic=t&type=mercure",
+        "topic=t&type=a%0Db",
+        "topic=t&retry=soon",
+        "topic=t&retry=" + q("\u00b2"),
+        "topic=%FF",
+    ],
+)
+def test_s5_malformed_publishes_are_400(hub: Hub, body: str) -> None:
+    response = hub.post(body)
+    assert response.status_code == 400, response.text
+    assert hub.route.published == 0
+
+
+def test_s5_form_encoding_limits_and_private_by_presence(hub: Hub) -> None:
+    assert hub.post('{"topic": "t"}', **{"content-type": "application/json"}).status_code == 400
+    assert hub.post("topic=t&data=" + "x" * 70_000).status_code == 413
+    assert hub.post("&".join(["topic=t"] * 33)).status_code == 413
+    hub.publish("topic=t&private=&data=hidden&unknown_field=ignored")
+    assert hub.read("match=t&last_event_id=earliest", 1, timeout=1).events == []  # anonymous
+    seen = hub.read(
+        "match=t&last_event_id=earliest",
+        1,
+        authorization=f"Bearer {hub.subscriber('t')}",
+    )
+    assert [e.data for e in seen.events] == ["hidden"]
+
+
+# --- section 6: authorization ------------------------------------------------------------------
+
+
+def test_s6_2_no_token_is_401_with_a_challenge_without_error(hub: Hub) -> None:
+    response = hub.post("topic=t", bearer=None)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert "error=" not in response.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iss": "https://evil.example"},
+        {"aud": "https://other.example/.well-known/mercure"},
+        {"exp": int(time.time()) - 60},
+        {"authorization_details": [{"type": DETAIL, "actions": ["publish"], "topics": []}]},
+    ],
+    ids=["iss", "aud", "exp", "malformed-detail"],
+)
+def test_s6_3_invalid_tokens_are_401_invalid_token(hub: Hub, claims: dict[str, Any]) -> None:
+    response = hub.post("topic=t", bearer=hub.publisher(**claims))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    typ = jwt.encode({"iss": SITE}, PUBLISHER_KEY, algorithm="HS256")  # typ JWT
+    assert hub.post("topic=t", bearer=typ).status_code == 401
+
+
+def test_s6_5_every_topic_needs_a_publish_grant(hub: Hub) -> None:
+    books = hub.publisher("https://example.com/books/:id urlpattern")
+    assert hub.post("topic=" + q("https://example.com/books/1"), bearer=books).status_code == 200
+    both = "topic=" + q("https://example.com/books/2") + "&topic=" + q("https://example.com/u/1")
+    refused = hub.post(both, bearer=books)
+    assert refused.status_code == 403
+    assert refused.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'
+    assert hub.route.published == 1
+
+
+def test_s6_1_header_wins_cookie_alone_serves_and_needs_an_origin(hub: Hub) -> None:
+    cookie = f"__Secure-mercure_access_token={hub.publisher()}"
+    bad = hub.publisher(iss="https://evil.example")
+    assert hub.post("topic=t", bearer=bad, cookie=cookie).status_code == 401
+    assert hub.post("topic=t", bearer=None, cookie=cookie).status_code == 403  # no Origin
+    origin = "https://hub.example.com"  # the hub's own origin
+    assert hub.post("topic=t", bearer=None, cookie=cookie, origin=origin).status_code == 200
+    other = hub.post("topic=t", bearer=None, cookie=cookie, origin="https://evil.example")
+    assert other.status_code == 403
+    assert hub.post("topic=t", bearer=None, authorization="Basic eDp5").status_code == 400
+    query = httpx.post(
+        f"{hub.url}?access_token={hub.publisher()}", content=b"topic=t", headers=FORM
+    )
+    assert query.status_code == 401
+
+
+# --- sections 3, 4 and 6.6: subscription ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "topic=a",
+        "match_regex=a",
+        "MATCH=a",
+        "Match_exact=a",
+        "matches=a",
+        "match=a%0Ab",
+        "match=" + q("a\u200eb"),
+        "match_urlpattern=" + q("https://e.com/(a"),
+    ],
+)
+def test_s3_bad_matcher_parameters_are_400(hub: Hub, query: str) -> None:
+    assert httpx.get(f"{hub.url}?{query}").status_code == 400
+
+
+def test_s3_s4_matchers_route_updates(hub: Hub) -> None:
+    for path in ("foo", "bar/1", "bar/1/x", "baz"):
+        hub.publish("topic=" + q(f"https://example.com/{path}") + f"&data={q(path)}")
+    query = (
+        "match="
+        + q("https://example.com/foo")
+        + "&match_urlpattern="
+        + q("https://example.com/bar/:id")
+        + "&last_event_id=earliest"
+    )
+    capture = hub.read(query, 3, timeout=2)
+    assert [e.data for e in capture.events] == ["foo", "bar/1"]
+    assert capture.headers["mercure-last-event-id"] == "earliest"
+    assert len(hub.read("match_exact=*&last_event_id=earliest", 4).events) == 4
+
+
+def test_s6_6_private_updates_only_to_a_matching_grant(hub: Hub) -> None:
+    hub.publish("topic=" + q("https://example.com/books/1") + "&data=public")
+    hub.publish(
+        "topic="
+        + q("https://example.com/books/1")
+        + "&topic="
+        + q("https://example.com/users/42/books/1")
+        + "&private=on&data=private"
+    )
+    query = "match_urlpattern=" + q("https://example.com/books/:id") + "&last_event_id=earliest"
+
+    def seen(bearer: str | None) -> list[str]:
+        headers = {"authorization": f"Bearer {bearer}"} if bearer else {}
+        return [e.data for e in hub.read(query, 2, timeout=1.5, **headers).events]
+
+    assert seen(None) == ["public"]
+    assert seen(hub.subscriber("https://example.com/books/2")) == ["public"]
+    assert seen(hub.subscriber("https://example.com/users/42/* urlpattern")) == [
+        "public",
+        "private",
+    ]
+    bad = httpx.get(f"{hub.url}?match=t", headers={"authorization": "Bearer not.a.token"})
+    assert (bad.status_code, bad.headers["www-authenticate"]) == (
+        401,
+        'Bearer error="invalid_token"',
+    )
+
+
+def test_s6_6_anonymous_subscribers_refused_unless_allowed(hub: Hub) -> None:
+    settings = hub.route.settings
+    hub.route.settings = MercureSettings(
+        hub_url=settings.hub_url,
+        publisher_tokens=settings.publisher_tokens,
+        subscriber_tokens=settings.subscriber_tokens,
+        anonymous=False,
+    )
+    refused = httpx.get(f"{hub.url}?match=t")
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == 'Bearer realm="mercure"'
+
+
+def test_s6_6_the_stream_closes_at_the_token_exp(hub: Hub) -> None:
+    bearer = hub.subscriber("t", exp=int(time.time()) + 2)
+    with httpx.stream(
+        "GET", f"{hub.url}?match=t", headers={"authorization": f"Bearer {bearer}"}, timeout=10
+    ) as response:
+        assert list(StreamReader(response).follow()) == []  # it ends by itself
+
+
+def test_s3_heartbeats_keep_an_idle_stream_alive(hub: Hub) -> None:
+    with httpx.stream("GET", f"{hub.url}?match=t", timeout=10) as response:
+        stream = StreamReader(response)
+        stream.read_until(lambda: stream.raw.count(b":") >= 2)
+    assert stream.events == []
+
+
+# --- section 7: reconnection --------------------------------------------------------------------
+
+
+def test_s7_last_event_id_resolution(hub: Hub) -> None:
+    first = hub.publish("topic=t&data=1&id=urn%3Aa")
+    hub.publish("topic=t&data=2&private=on")
+    third = hub.publish("topic=t&data=3")
+    hub.publish("topic=t&data=4&id=urn%3Aa")  # a reused id
+    by_query = hub.read("match=t&last_event_id=urn%3Aa", 3, timeout=1.5)
+    # The earliest update bearing the id; the private one is re-authorized and withheld.
+    assert [e.data for e in by_query.events] == ["3", "4"]
+    assert by_query.headers["mercure-last-event-id"] == first
+    by_header = hub.read("match=t&last_event_id=urn%3Aa", 2, **{"last-event-id": third})
+    assert [e.data for e in by_header.events] == ["4"]  # the header wins
+    assert by_header.headers["mercure-last-event-id"] == third
+    unknown = hub.read("match=t&last_event_id=urn%3Agone", 3, timeout=1.5)
+    assert unknown.headers["mercure-last-event-id"] == "earliest"
+    assert [e.data for e in unknown.events] == ["1", "3", "4"]
+    live = hub.read("match=t", 1, timeout=1)
+    assert "mercure-last-event-id" not in live.headers
+    assert live.events == []
+
+
+def test_s7_earliest_on_an_empty_hub(hub: Hub) -> None:
+    capture = hub.read("match=t&last_event_id=earliest", 1, timeout=1)
+    assert (capture.status, capture.events) == (200, [])
+    assert capture.headers["mercure-last-event-id"] == "earliest"
+
+
+# --- section 9.2 and the publisher --------------------------------------------------------------
+
+
+def test_s9_2_protected_resource_metadata(hub: Hub) -> None:
+    origin = hub.url.split("/.well-known")[0]
+    document = httpx.get(f"{origin}/.well-known/oauth-protected-resource/.well-known/mercure")
+    assert document.json() == {
+        "resource": AUDIENCE,
+        "authorization_details_types_supported": [DETAIL],
+        "bearer_methods_supported": ["header"],
+        "mercure_cookie": "__Secure-mercure_access_token",
+    }
+
+
+def test_the_publisher_against_our_hub(hub: Hub) -> None:
+    issuer = tokens(PUBLISHER_KEY, AUDIENCE)
+    with Publisher(hub.url, issuer, protocol="draft-08") as publisher:
+        sent = publisher.publish("https://example.com/books/1", "from the publisher")
+        with pytest.raises(MercureForbidden, match="insufficient_scope"):
+            Publisher(
+                hub.url, hub.publisher("https://example.com/other"), protocol="draft-08"
+            ).publish("https://example.com/books/1")
+    with pytest.raises(MercureUnauthorized, match="invalid_token"):
+        Publisher(hub.url, tokens(SUBSCRIBER_KEY, AUDIENCE), protocol="draft-08").publish("t")
+    (event,) = hub.read("match=*&last_event_id=earliest", 1).events
+    assert (event.id, event.data) == (sent, "from the publisher")
+
+
+# --- the example, as its page runs it ----------------------------------------------------------
+
+
+@pytest.fixture
+def private_redis() -> Iterator[str]:
+    server = shutil.which("redis-server")
+    assert server, "redis-server is needed (apt-get install redis-server)"
+    port = free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: _answers(port), timeout=10)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_example(redis_url: str, audience: str, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "MERCURE_PUBLISHER_JWT_KEY": PUBLISHER_KEY,
+        "MERCURE_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY,
+        "MERCURE_ISSUER": SITE,
+        "MERCURE_AUDIENCE": audience,
+        "MERCURE_ANONYMOUS": "1",
+    }
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", "examples/mercure_hub", "hub:app"]
+    proc = subprocess.Popen([*command, "--port", str(port)], cwd=ROOT, env=env)
+    try:
+        wait_until(lambda: _up(f"http://127.0.0.1:{port}/"), timeout=20)
+    except BaseException:
+        proc.terminate()
+        raise
+    return proc
+
+
+def _up(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def two_hubs(private_redis: str) -> Iterator[tuple[str, str, str]]:
+    # One resource identifier for both processes, as behind a load balancer.
+    audience = AUDIENCE
+    ports = free_port(), free_port()
+    procs = [start_example(private_redis, audience, port) for port in ports]
+    try:
+        yield audience, *(f"http://127.0.0.1:{port}/.well-known/mercure" for port in ports)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=15)
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_two_processes_on_one_redis_each_subscriber_gets_every_update_once(
+    two_hubs: tuple[str, str, str],
+) -> None:
+    audience, first, second = two_hubs
+    bearer = grant(PUBLISHER_KEY, audience, "publish", "*")
+    readers = []
+    with (
+        httpx.stream("GET", f"{first}?match=t", timeout=20) as a,
+        httpx.stream("GET", f"{second}?match=t", timeout=20) as b,
+    ):
+        for response in (a, b):
+            reader = StreamReader(response)
+            reader.read_until(lambda r=reader: b"\n\n" in r.raw)
+            readers.append(reader)
+        sent = []
+        for n in range(10):
+            target = (first, second)[n % 2]
+            answer = httpx.post(
+                target,
+                content=f"topic=t&data={n}".encode(),
+                headers={**FORM, "authorization": f"Bearer {bearer}"},
+            )
+            assert answer.status_code == 200, answer.text
+            sent.append(answer.text)
+        for reader in readers:
+            events = reader.wait_events(10)
+            assert [e.id for e in events] == sent
+            assert [e.data for e in events] == [str(n) for n in range(10)]
+    # Resuming on the other process from the first id replays the rest, once.
+    capture = read_events(
+        f"{second}?match=t&last_event_id={q(sent[0])}",
+        count=10,
+        timeout=3,
+    )
+    assert [e.id for e in capture.events] == sent[1:]
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.browser
+async def test_eventsource_in_chromium_on_the_example_hub(
+    browser: Any, two_hubs: tuple[str, str, str]
+) -> None:
+    audience, first, second = two_hubs
+    page = await (await browser.new_context()).new_page()
+    await page.goto(first.split("/.well-known")[0] + "/")  # the hub's origin: / answers
+    await page.evaluate(
+        """(hub) => {
+            window.got = [];
+            const url = new URL(hub);
+            url.searchParams.append("match_urlpattern", "https://example.com/books/:id");
+            const source = new EventSource(url);
+            source.onmessage = (e) => window.got.push([e.lastEventId, e.data]);
+            window.source = source;
+        }""",
+        first,
+    )
+    await page.wait_for_function("window.source.readyState === 1", timeout=10_000)
+    bearer = grant(PUBLISHER_KEY, audience, "publish", "*")
+    ids = []
+    for body in (
+        "topic=https%3A%2F%2Fexample.com%2Fbooks%2F1&data=one",
+        "topic=https%3A%2F%2Fexample.com%2Fbooks%2F2&data=secret&private=on",
+        "topic=https%3A%2F%2Fexample.com%2Fauthors%2F1&data=elsewhere",
+        "topic=https%3A%2F%2Fexample.com%2Fbooks%2F3&data=three",
+    ):
+        answer = httpx.post(
+            second, content=body.encode(), headers={**FORM, "authorization": f"Bearer {bearer}"}
+        )
+        ids.append(answer.text)
+    await page.wait_for_function("window.got.length >= 2", timeout=10_000)
+    await page.wait_for_timeout(500)  # nothing more may arrive
+    assert await page.evaluate("window.got") == [[ids[0], "one"], [ids[3], "three"]]
