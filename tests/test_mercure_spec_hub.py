@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -314,16 +315,49 @@ def test_s6_6_private_updates_only_to_a_matching_grant(hub: Hub) -> None:
 
 
 def test_s6_6_anonymous_subscribers_refused_unless_allowed(hub: Hub) -> None:
-    settings = hub.route.settings
-    hub.route.settings = MercureSettings(
-        hub_url=settings.hub_url,
-        publisher_tokens=settings.publisher_tokens,
-        subscriber_tokens=settings.subscriber_tokens,
-        anonymous=False,
-    )
+    hub.route.settings = replace(hub.route.settings, anonymous=False)
     refused = httpx.get(f"{hub.url}?match=t")
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"] == 'Bearer realm="mercure"'
+
+
+def test_s3_limits_on_matchers_and_connections(hub: Hub) -> None:
+    # s3: "Requests exceeding any such limit MUST be rejected with a 400"; too many
+    # connections "MAY [be rejected] with a 429".
+    hub.route.settings = replace(hub.route.settings, max_matchers=2, max_streams=1)
+    assert httpx.get(f"{hub.url}?match=a&match=b&match=c").status_code == 400
+    with httpx.stream("GET", f"{hub.url}?match=a", timeout=10) as response:
+        stream = StreamReader(response)
+        stream.read_until(lambda: b"\n\n" in stream.raw)
+        second = httpx.get(f"{hub.url}?match=a")
+    assert (second.status_code, second.headers["retry-after"]) == (429, "5")
+
+
+def test_s3_cors_for_credentialed_subscribers() -> None:
+    # s3: with credentials, Access-Control-Allow-Origin is an allowlisted origin, never `*`
+    # and never reflected, with Access-Control-Allow-Credentials: true.
+    app = create_app(
+        AsyncBus(connect_async("memory://"), prefix=f"mercure-cors-{uuid.uuid4().hex}:"),
+        authorize=authorizer(tokens(SUBSCRIBER_KEY, AUDIENCE)),
+        cors_origins=["https://app.example.com"],
+    )
+    install(
+        app,
+        app.hub,
+        MercureSettings(
+            hub_url=AUDIENCE, publisher_tokens=tokens(PUBLISHER_KEY, AUDIENCE), anonymous=True
+        ),
+    )
+    with serve_asgi(app) as base:
+        url = f"{base}/.well-known/mercure?match=t"
+        allowed = read_events(
+            url, count=1, timeout=1, headers={"origin": "https://app.example.com"}
+        )
+        other = read_events(url, count=1, timeout=1, headers={"origin": "https://evil.example"})
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert allowed.headers["access-control-allow-credentials"] == "true"
+    assert "mercure-last-event-id" in allowed.headers["access-control-expose-headers"].lower()
+    assert "access-control-allow-origin" not in other.headers
 
 
 def test_s6_6_the_stream_closes_at_the_token_exp(hub: Hub) -> None:

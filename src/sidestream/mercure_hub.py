@@ -85,6 +85,8 @@ class MercureSettings:
         max_body: largest publish body in bytes; more is a 413.
         max_topics: most `topic` fields in one publish; more is a 413.
         max_matchers: most matcher parameters in one subscription; more is a 400.
+        max_streams: event streams this process holds at most, `/events` included; more are
+            refused with 429 and `Retry-After` (the spec's answer to too many connections).
         cookie: the cookie the access token may come in.
         cors_origins: origins whose pages may publish with the cookie (CSRF check); the app's
             own CORS settings decide who may read.
@@ -98,6 +100,7 @@ class MercureSettings:
     max_body: int = 64 * 1024
     max_topics: int = 32
     max_matchers: int = 32
+    max_streams: int = 5000
     cookie: str = COOKIE_NAME
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
 
@@ -115,7 +118,7 @@ class MercureSettings:
                     "StreamTokens(..., issuer=..., claims_format=AccessTokenClaims(...))"
                 )
         validate_channel(self.channel)
-        for name in ("max_body", "max_topics", "max_matchers"):
+        for name in ("max_body", "max_topics", "max_matchers", "max_streams"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidArgument(f"{name} must be an int >= 1, not {value!r}")
@@ -430,6 +433,10 @@ class MercureRoute:
                 raise _Refusal(401, "a subscriber token is required", bearer=True)
         except _Refusal as refusal:
             _answer(resp, refusal)
+            return
+        if self.hub.open_streams >= self.settings.max_streams:
+            _answer(resp, _Refusal(429, "this process holds its maximum of event streams"))
+            resp.set_header("Retry-After", "5")
             return
         # 7: the header takes precedence over the query parameter.
         requested = req.get_header("Last-Event-ID") or dict(query).get("last_event_id")
