@@ -3,6 +3,15 @@
 A page writes `<!-- bench-table: fanout -->` where a table belongs; this mkdocs hook (`hooks:` in
 mkdocs.yml) replaces it with the table made from `bench/results/fanout.json`. The numbers on the
 site are the benchmark's output, never typed by hand; an unknown table name fails the build.
+
+A number in a sentence comes the same way:
+`<!-- bench-value: fanout memory[design=sidestream,streams=1000].bytes_per_stream kB -->`
+is replaced by that value of `bench/results/fanout.json`. The path is dotted keys; a list is
+indexed by position (`fanout.0`) or, better, by the one element whose fields have the values
+in brackets (`fanout[design=naive,subscribers=1000]`); a key with spaces or dots is
+written in brackets (`goals[1000 subscribers]`). The optional last word formats the value:
+`kB`/`MB`/`GB` (bytes, 1 decimal), `int` (thousands separated), `%` (a fraction as a percentage)
+or a Python format spec (`.1f`, `,.0f`). A path that leads nowhere fails the build.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MARKER = re.compile(r"<!-- bench-table: ([a-z_]+) -->")
+VALUE = re.compile(r"<!-- bench-value: ([a-z_]+) ((?:[^\s\[]|\[[^\]]*\])+)(?: (\S+))? -->")
+_SEGMENT = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
 
 
 def _table(header: list[str], rows: list[list[object]]) -> str:
@@ -27,24 +38,40 @@ def _int(value: float) -> str:
     return f"{value:,.0f}"
 
 
+# What the benchmarks call each design, as a reader would.
+DESIGNS = {
+    "sidestream": "sidestream (one subscription per process)",
+    "naive": "one Redis connection per client",
+    "bare": "bare uvicorn + Falcon, no fan-out",
+}
+
+
+def _design(name: str) -> str:
+    return DESIGNS.get(name, name)
+
+
+def _load(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
 def fanout(data: dict[str, Any]) -> str:
     rows = [
         [
-            run["design"],
+            _design(run["design"]),
             _int(run["subscribers"]),
             _int(run["lost"]),
             f"{run['p50_ms']:,} / {run['p99_ms']:,}",
             _int(run["deliveries_per_cpu_s"]),
+            _load(run.get("load_average_1min")),
         ]
         for run in data["fanout"]
     ]
-    speed = _table(
-        ["design", "subscribers", "lost", "p50 / p99 (ms)", "deliveries per server CPU-s"], rows
-    )
+    header = ["design", "subscribers", "lost", "p50 / p99 (ms)", "deliveries per server CPU-s"]
+    speed = _table([*header, "machine load (1 min)"], rows)
     memory = _table(
         ["design", "idle streams", "server memory per stream (KB)"],
         [
-            [m["design"], _int(m["streams"]), f"{m['bytes_per_stream'] / 1000:.1f}"]
+            [_design(m["design"]), _int(m["streams"]), f"{m['bytes_per_stream'] / 1000:.1f}"]
             for m in data["memory"]
         ],
     )
@@ -72,12 +99,15 @@ def longpoll(data: dict[str, Any]) -> str:
     )
 
 
+_PAYLOADS = {"json": "JSON", "text": "multi-line text"}
+
+
 def sse_encode(data: dict[str, Any]) -> str:
     return _table(
         ["payload", "`sse.encode` (ns)", "Falcon `SSEvent` (ns)", "bare f-string, unsafe (ns)"],
         [
             [
-                f"{name} ({case['data_bytes']:,} B)",
+                f"{_PAYLOADS.get(name.split('_')[0], name)} ({case['data_bytes']:,} B)",
                 round(case["sidestream_encode_ns"]),
                 round(case["falcon_ssevent_ns"]),
                 round(case["fstring_ns"]),
@@ -92,7 +122,7 @@ def redis_shard(data: dict[str, Any]) -> str:
         ["case", "subscribers", "commands per round trip", "per Redis CPU-second (median)"],
         [
             [
-                f"`{case['command']}` ({name})",
+                f"`{case['command']}` ({name.replace('_', ' ')})",
                 case["subscribers"],
                 case["pipeline"],
                 _int(case["per_server_cpu_s_median"]),
@@ -155,15 +185,31 @@ def capacity(data: dict[str, Any]) -> str:
         ["workload", *(w["name"] for w in data["workloads"])],
         [[label, *(cell(w) for w in data["workloads"])] for label, cell in rows],
     )
-    return f"{units}\n\n{workloads}"
+    checks = service.get("model_check", [])
+    if not checks:
+        return f"{units}\n\n{workloads}"
+    model = _table(
+        ["subscribers", "measured deliveries per CPU-s", "the model's", "model error"],
+        [
+            [
+                _int(c["subscribers"]),
+                _int(c["measured_deliveries_per_cpu_s"]),
+                _int(c["model_deliveries_per_cpu_s"]),
+                f"{c['model_deliveries_per_cpu_s'] / c['measured_deliveries_per_cpu_s'] - 1:+.0%}",
+            ]
+            for c in checks
+        ],
+    )
+    return f"{units}\n\n{workloads}\n\n{model}"
 
 
 def websocket(data: dict[str, Any]) -> str:
     def deflate(run: dict[str, Any]) -> str:
         return "on" if run["per_message_deflate"] else "off"
 
+    header = ["sockets", "compression", "lost", "p50 / p99 (ms)", "deliveries per server CPU-s"]
     speed = _table(
-        ["sockets", "compression", "lost", "p50 / p99 (ms)", "deliveries per server CPU-s"],
+        [*header, "machine load (1 min)"],
         [
             [
                 _int(run["sockets"]),
@@ -171,6 +217,7 @@ def websocket(data: dict[str, Any]) -> str:
                 _int(run["loss"]),
                 f"{run['p50_ms']:,} / {run['p99_ms']:,}",
                 _int(run["delivered"] / run["server_cpu_s"]),
+                _load(run.get("load_average")),
             ]
             for run in data["round_trip"]
         ],
@@ -178,7 +225,14 @@ def websocket(data: dict[str, Any]) -> str:
     memory = _table(
         ["design", "idle sockets", "compression", "server memory per socket (KB)"],
         [
-            [m["design"], _int(m["sockets"]), deflate(m), f"{m['bytes_per_socket'] / 1000:.1f}"]
+            [
+                "bare uvicorn + websockets, no fan-out"
+                if m["design"] == "bare"
+                else _design(m["design"]),
+                _int(m["sockets"]),
+                deflate(m),
+                f"{m['bytes_per_socket'] / 1000:.1f}",
+            ]
             for m in data["memory"]
         ],
     )
@@ -353,6 +407,71 @@ def render(name: str) -> str:
     return TABLES[name](json.loads((RESULTS / f"{name}.json").read_text()))
 
 
+def lookup(data: Any, path: str) -> Any:
+    """The value at `path` (see the module's docstring); KeyError naming the step that fails."""
+    node = data
+    for match in _SEGMENT.finditer(path):
+        bracket, key = match[1], match[2]
+        if bracket == "*":  # every element: the rest of the path is looked up in each
+            rest = path[match.end() :].lstrip(".")
+            if not isinstance(node, list) or not node:
+                raise KeyError(f"{path}: [*] needs a list")
+            return [lookup(item, rest) if rest else item for item in node]
+        if bracket is not None and "=" in bracket:
+            wanted = dict(condition.split("=", 1) for condition in bracket.split(","))
+            items = node.values() if isinstance(node, dict) else node
+            found = [
+                item
+                for item in items
+                if isinstance(item, dict)
+                and all(str(item.get(field)) == text for field, text in wanted.items())
+            ]
+            if len(found) != 1:
+                raise KeyError(f"{path}: {len(found)} elements have {bracket}")
+            node = found[0]
+            continue
+        step = bracket if bracket is not None else key
+        if isinstance(node, list) and step.isdigit() and int(step) < len(node):
+            node = node[int(step)]
+        elif isinstance(node, dict) and step in node:
+            node = node[step]
+        else:
+            raise KeyError(f"{path}: no {step!r} here")
+    return node
+
+
+def format_value(value: Any, spec: str | None) -> str:
+    if isinstance(value, list):  # "100, 1,000 and 5,000": each distinct value once, in order
+        texts = list(dict.fromkeys(format_value(item, spec) for item in value))
+        return " and ".join([", ".join(texts[:-1]), texts[-1]] if len(texts) > 1 else texts)
+    if isinstance(value, dict) and spec == "items":  # "a: 1; b: 2"
+        return "; ".join(f"{key}: {format_value(item, None)}" for key, item in value.items())
+    if spec in {"kB", "MB", "GB"}:
+        return f"{value / {'kB': 1e3, 'MB': 1e6, 'GB': 1e9}[spec]:,.1f}"
+    if spec == "int":
+        return f"{value:,.0f}"
+    if spec == "%":
+        return f"{value:.0%}"
+    if spec:
+        return format(value, spec)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:,}"
+
+
+def value(name: str, path: str, spec: str | None = None) -> str:
+    """The text of `<!-- bench-value: NAME PATH [SPEC] -->`."""
+    file = RESULTS / f"{name}.json"
+    if not file.is_file():
+        raise KeyError(f"no bench results {name!r} (bench/results/{name}.json)")
+    try:
+        return format_value(lookup(json.loads(file.read_text()), path), spec)
+    except KeyError as error:
+        raise KeyError(f"bench-value {name} {path}: {error.args[0]}") from None
+
+
 def on_page_markdown(markdown: str, **_: object) -> str:
-    """mkdocs hook: replace each `<!-- bench-table: NAME -->` with its table."""
-    return MARKER.sub(lambda match: render(match[1]), markdown)
+    """mkdocs hook: replace each `<!-- bench-table: NAME -->` with its table and each
+    `<!-- bench-value: NAME PATH [SPEC] -->` with its value."""
+    markdown = MARKER.sub(lambda match: render(match[1]), markdown)
+    return VALUE.sub(lambda match: value(match[1], match[2], match[3]), markdown)

@@ -47,11 +47,9 @@ def test_longpoll_table_shows_both_designs() -> None:
 
 def test_sse_encode_table_has_every_case() -> None:
     table = tables.render("sse_encode")
-    for name, case in results("sse_encode")["cases"].items():
-        assert (
-            f"| {name} ({case['data_bytes']:,} B) | {round(case['sidestream_encode_ns'])} |"
-            in table
-        )
+    for case in results("sse_encode")["cases"].values():
+        assert f"({case['data_bytes']:,} B) | {round(case['sidestream_encode_ns'])} |" in table
+    assert "json_" not in table and "JSON (" in table  # labels for readers, not JSON keys
 
 
 def test_the_hook_replaces_markers_and_refuses_unknown_tables() -> None:
@@ -68,3 +66,51 @@ def test_every_marker_on_the_site_names_a_table() -> None:
         for match in tables.MARKER.finditer(page.read_text())
     }
     assert names and names <= set(tables.TABLES)
+
+
+def test_tables_label_columns_and_rows_for_readers() -> None:
+    for name in tables.TABLES:
+        header = tables.render(name).splitlines()[0]
+        assert "_" not in header, f"{name}: a JSON key as a column label: {header}"
+    fanout = tables.render("fanout")
+    assert "one Redis connection per client" in fanout and "| naive |" not in fanout
+    assert "machine load (1 min)" in fanout
+
+
+def test_capacity_shows_the_models_error_against_the_measurements() -> None:
+    table = tables.render("capacity")
+    for check in results("capacity")["service_process"]["model_check"]:
+        error = check["model_deliveries_per_cpu_s"] / check["measured_deliveries_per_cpu_s"] - 1
+        assert f"| {error:+.0%} |" in table
+
+
+def test_bench_value_renders_one_number_from_the_results() -> None:
+    data = results("fanout")
+    sidestream = [m for m in data["memory"] if m["design"] == "sidestream"]
+    page = (
+        "<!-- bench-value: fanout memory[design=sidestream,streams=1000].bytes_per_stream kB -->"
+        " KB, at <!-- bench-value: fanout fanout[*].subscribers int --> subscribers;"
+        " <!-- bench-value: fanout goals[idle stream] -->"
+    )
+    subscribers = list(dict.fromkeys(f"{r['subscribers']:,}" for r in data["fanout"]))
+    assert tables.on_page_markdown(page) == (
+        f"{next(m for m in sidestream if m['streams'] == 1000)['bytes_per_stream'] / 1000:.1f}"
+        f" KB, at {', '.join(subscribers[:-1])} and {subscribers[-1]} subscribers;"
+        f" {data['goals']['idle stream']}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("fanout memory.nope", "no 'nope' here"),
+        ("fanout memory[design=nobody].streams", "0 elements have design=nobody"),
+        ("fanout memory[design=sidestream].streams", "2 elements have design=sidestream"),
+        ("nothing rate_per_s", "no bench results 'nothing'"),
+    ],
+)
+def test_bench_value_fails_the_build_on_a_path_that_leads_nowhere(
+    marker: str, message: str
+) -> None:
+    with pytest.raises(KeyError, match=message.replace("[", r"\[")):
+        tables.on_page_markdown(f"<!-- bench-value: {marker} -->")
