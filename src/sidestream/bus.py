@@ -56,7 +56,6 @@ import inspect
 import logging
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator
@@ -70,13 +69,12 @@ import redis.cluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from sidestream.cluster import connect_cluster, connect_cluster_async, is_cluster, is_cluster_url
+from sidestream.cursor import CHANNEL_PATTERN, U64_MAX, format_id, parse_cursor, validate_channel
 from sidestream.errors import (
     CursorAhead,
     HistoryGap,
     InvalidArgument,
-    InvalidChannel,
     InvalidConfig,
-    InvalidCursor,
     InvalidEvent,
     PayloadTooLarge,
 )
@@ -102,9 +100,6 @@ __all__ = [
 
 log = logging.getLogger("sidestream.bus")
 
-CHANNEL_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
-"""What a channel name may be: a letter or digit, then up to 127 of letters, digits and `._:/-`."""
-
 MEMORY_URL: Final = "memory://"
 """The URL of the embedded fakeredis server: the only way to it (an unset `REDIS_URL` is an
 error, not this)."""
@@ -113,8 +108,7 @@ SOCKET_TIMEOUT: Final = 35.0
 """Socket timeout (seconds) of the clients [`connect`][sidestream.bus.connect] makes: longer than
 the longest long poll (30 s), so one `XREAD BLOCK` covers a whole wait."""
 
-_CURSOR = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
-_U64_MAX: Final = 2**64 - 1
+_U64_MAX: Final = U64_MAX
 _MAX_LIMIT: Final = 10_000
 _MAX_EVENT_TYPE: Final = 256
 
@@ -234,39 +228,6 @@ def connect_async(
 # ---------------------------------------------------------------------------------------------
 # Validation and encoding (pure functions, shared by both buses)
 # ---------------------------------------------------------------------------------------------
-
-
-def validate_channel(name: str) -> str:
-    """Return `name` if it is a valid channel name, else raise.
-
-    Raises:
-        InvalidChannel: `name` does not match `[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}`.
-    """
-    if not isinstance(name, str) or not CHANNEL_PATTERN.fullmatch(name):
-        raise InvalidChannel(
-            f"channel name {name!r} is not valid: use 1 to 128 characters, letters, digits and "
-            "'._:/-', starting with a letter or digit (for example 'orders' or 'user:42')"
-        )
-    return name
-
-
-def parse_cursor(cursor: str) -> tuple[int, int]:
-    """Parse a cursor (an event id this bus returned, or `"0"` for the start) into `(ms, seq)`.
-
-    Raises:
-        InvalidCursor: `cursor` is not `<ms>-<seq>` or `<ms>` in decimal digits.
-    """
-    match = _CURSOR.fullmatch(cursor) if isinstance(cursor, str) else None
-    if match is None or int(match[1]) > _U64_MAX or int(match[2] or 0) > _U64_MAX:
-        raise InvalidCursor(
-            f"cursor {cursor!r} is not an event id: pass the id of the last event you received "
-            "(like '1700000000000-0'), '0' for the start of history, or latest_id() for 'now'"
-        )
-    return int(match[1]), int(match[2] or 0)
-
-
-def _format_id(ms_seq: tuple[int, int]) -> str:
-    return f"{ms_seq[0]}-{ms_seq[1]}"
 
 
 def _text(value: bytes | str) -> str:
@@ -499,7 +460,7 @@ class _BusCore:
         # The newest id, valid entry or not: a cursor after it is the stream's present.
         reply = yield ("XREVRANGE", self.stream_key(channel), "+", "-", "COUNT", 1)
         last = _raw_id(reply[0][0]) if reply else None
-        return _format_id(last) if last is not None else "0-0"
+        return format_id(last) if last is not None else "0-0"
 
     def _gap_check(self, channel: str, after: tuple[int, int], page: _Page) -> Plan[None]:
         """Raise HistoryGap if an event after `after` is missing before the first one we read.
@@ -515,13 +476,13 @@ class _BusCore:
             return
         if prev > after or (prev == (0, 0) and after != (0, 0)):
             latest = yield from self._latest_plan(channel)
-            raise HistoryGap(channel, _format_id(after), page.first_id, latest)
+            raise HistoryGap(channel, format_id(after), page.first_id, latest)
 
     def _ahead_check(self, channel: str, after: tuple[int, int]) -> Plan[None]:
         """Raise CursorAhead if `after` is newer than the stream's newest entry."""
         latest = yield from self._latest_plan(channel)
         if after > parse_cursor(latest):
-            raise CursorAhead(channel, _format_id(after), None, latest)
+            raise CursorAhead(channel, format_id(after), None, latest)
 
     def _history_plan(self, channel: str, after_id: str, limit: int) -> Plan[list[Event]]:
         key, after = self.stream_key(channel), parse_cursor(after_id)
@@ -534,7 +495,7 @@ class _BusCore:
         start = after
         while True:  # more pages only when entries were skipped: `limit` valid ones, or the end
             want = limit - len(entries)
-            reply = yield ("XRANGE", key, f"({_format_id(start)}", "+", "COUNT", want)
+            reply = yield ("XRANGE", key, f"({format_id(start)}", "+", "COUNT", want)
             page = self._page(channel, reply)
             if first is None:
                 first = page
@@ -566,7 +527,7 @@ class _BusCore:
                 command: Command = ("XREAD", "COUNT", limit, "BLOCK", block_ms, "STREAMS", key)
             else:  # timeout=0: look once without blocking
                 command = ("XREAD", "COUNT", limit, "STREAMS", key)
-            page = self._page(channel, _xread_entries((yield (*command, _format_id(after)))))
+            page = self._page(channel, _xread_entries((yield (*command, format_id(after)))))
             if page.read and not checked:
                 checked = True
                 yield from self._gap_check(channel, after, page)

@@ -67,9 +67,10 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from sidestream.bus import AsyncBus, decode_live, parse_cursor, validate_channel
+from sidestream.bus import AsyncBus, decode_live
 from sidestream.cluster_pubsub import open_pubsub
-from sidestream.errors import CursorAhead, HistoryGap, InvalidArgument, InvalidCursor, Unavailable
+from sidestream.cursor import format_cursor, parse_cursor, parse_stream_cursor, validate_channel
+from sidestream.errors import CursorAhead, HistoryGap, InvalidArgument, Unavailable
 from sidestream.sse import Event, comment, encode
 
 __all__ = [
@@ -126,56 +127,6 @@ def event_frame(channel: str, event: Event) -> str:
 def _reset_event(channel: str, gap: HistoryGap) -> Event:
     data = json.dumps({"channel": channel, "latest_id": gap.latest_id, "reason": gap.reason})
     return Event(data, event="reset", id=gap.latest_id)
-
-
-def parse_stream_cursor(text: str, channels: Sequence[str]) -> dict[str, str]:
-    """Parse a stream cursor into `{channel: last id}` for the given channels.
-
-    A stream of one channel uses that channel's event id as is (`1700000000000-0`). A stream of
-    several channels uses `channel=id` pairs joined by commas
-    (`orders=1700000000000-0,user:7=1700000000002-0`), since each channel has its own Stream and
-    ids. Pairs naming channels that are not requested are ignored; a requested channel missing
-    from the cursor starts from now.
-
-    Raises:
-        InvalidCursor: the text is neither form, or an id is malformed.
-    """
-    if len(text) > 8192:
-        raise InvalidCursor("cursor is longer than 8192 characters")
-    wanted = set(channels)
-    if "=" not in text:
-        if len(channels) != 1:
-            raise InvalidCursor(
-                f"cursor {text!r} is a single id, but the stream has {len(channels)} channels: "
-                "send the 'channel=id,channel=id' cursor that the stream's own ids carry"
-            )
-        parse_cursor(text)
-        return {channels[0]: text}
-    positions: dict[str, str] = {}
-    for pair in text.split(","):
-        name, _, event_id = pair.partition("=")
-        _validate_cursor_channel(name, text)
-        parse_cursor(event_id)
-        if name in wanted:
-            positions[name] = event_id
-    return positions
-
-
-def _validate_cursor_channel(name: str, text: str) -> None:
-    try:
-        validate_channel(name)
-    except ValueError:
-        raise InvalidCursor(
-            f"cursor {text!r} is not 'channel=id' pairs joined by commas "
-            f"({name!r} is not a channel name)"
-        ) from None
-
-
-def format_cursor(channels: Sequence[str], positions: dict[str, str]) -> str:
-    """The stream cursor for these positions: the plain id for one channel, pairs for several."""
-    if len(channels) == 1:
-        return positions[channels[0]]
-    return ",".join(f"{name}={positions[name]}" for name in channels)
 
 
 class _Item:
