@@ -337,3 +337,7 @@ def test_every_python_slice_shows_its_imports() -> None:
 
 def test_every_example_line_fits_the_code_column() -> None:
     assert overlong_example_lines(ROOT) == []
+
+
+def test_no_measured_number_is_typed_by_hand() -> None:
+    assert hand_typed_numbers(ROOT) == []

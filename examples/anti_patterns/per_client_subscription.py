@@ -2,8 +2,8 @@
 
 Translated with ONE shared redis-py client, as one would write it in Python. Two faults:
 
-- every open stream holds a connection from the client's pool (100 at most by default),
-  so client 101 gets a 500 (`MaxConnectionsError: Too many connections`);
+- every open stream holds a connection from the client's pool (redis-py 8: 100 at most
+  by default), so client 101 gets a 500 (`MaxConnectionsError: Too many connections`);
 - it never notices a closed client: nothing is written until an event comes, and after a
   disconnect uvicorn drops what is written without a word, so the subscription stays for
   good.

@@ -15,7 +15,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 # Per process: waiting polls + normal requests
 threads = int(os.environ.get("THREADS", "32"))
-# Keep threads below the Redis pool size (redis-py: 100 connections per process by
+# Keep threads below the Redis pool size (redis-py 8: 100 connections per process by
 # default).
 
 # gthread: how long a worker may go silent before it is killed, not a request limit.
