@@ -292,10 +292,10 @@ def _flow(row: dict[str, Any]) -> str:
     flow = row["flow"]
     first, end = flow["first_event_s"], flow["response_end_s"]
     if flow["flows"]:
-        return f"yes: first at {_seconds(first)}, end at {_seconds(end)}"
+        return f"yes ({_seconds(first)} / {_seconds(end)})"
     if first is None:
-        return f"no: {flow['events']} events, status {flow['status']}"
-    return f"no: all {flow['events']} events at {_seconds(first)}"
+        return f"no ({flow['events']} events, status {flow['status']})"
+    return f"no (all {flow['events']} at {_seconds(first)})"
 
 
 def _websocket(row: dict[str, Any]) -> str:
@@ -309,29 +309,27 @@ def _websocket(row: dict[str, Any]) -> str:
 def _holds(row: dict[str, Any]) -> str:
     holds = row["holds"]
     if holds["reached_bound"]:
-        return f"{holds['holds']} or more (the bound)"
-    if holds["holds"] == 0:
-        return "0: the API waits behind 1 stream"
-    return f"{holds['holds']}: the API waits behind {holds['steps'][-1]['streams']}"
+        return f"{holds['holds']}+ (the bound)"
+    return f"{holds['holds']} (waits at {holds['steps'][-1]['streams']})"
 
 
 def _api_ms(row: dict[str, Any]) -> str:
     good = [s for s in row["holds"]["steps"] if s["streams"] <= row["holds"]["holds"]]
-    return f"{good[-1]['api_ms']:g} ms at {good[-1]['streams']}" if good else "—"
+    return f"{good[-1]['api_ms']:g} ms" if good else "—"
 
 
 def _disconnect(row: dict[str, Any]) -> str:
     left = row["disconnect"]
-    return f"after {_seconds(left['after_s'])}" if left["noticed"] else f"no ({left['error']})"
+    return _seconds(left["after_s"]) if left["noticed"] else f"no ({left['error']})"
 
 
 def _sigterm(row: dict[str, Any]) -> str:
     term = row["sigterm"]
     if not term["exited"]:
-        return f"hangs: still running after {term['bound_s']:g} s (killed)"
+        return f"hangs (killed at {term['bound_s']:g} s)"
     ended = [e for e in term["streams_ended_s"] if e is not None]
-    streams = f", streams ended at {_seconds(max(ended))}" if ended else ""
-    return f"exits after {_seconds(term['exit_s'])}{streams}"
+    streams = "" if len(ended) == len(term["streams_ended_s"]) else ", a stream stays open"
+    return f"exits in {_seconds(term['exit_s'])}{streams}"
 
 
 def _error_line(output: str) -> str:
@@ -342,9 +340,9 @@ def _error_line(output: str) -> str:
 
 def servers(data: dict[str, Any]) -> str:
     """The server table, the errors of those that did not run, and how the run was made."""
-    header = ["server", "app", "SSE flows before the response ends", "WebSocket",
-              "streams one worker holds", "plain request at that load",
-              "closed client noticed", "SIGTERM with 2 open streams", "version"]  # fmt: skip
+    header = ["server", "app", "SSE flows (first event / end)", "WebSocket",
+              "streams a worker holds", "plain request then", "closed client noticed after",
+              "SIGTERM, 2 streams open", "version"]  # fmt: skip
     rows = []
     for row in data["servers"]:
         if row["status"] != "ran":
