@@ -1,0 +1,96 @@
+"""Fixtures of the reliability suite: the examples as real processes on real Redis.
+
+- `stack`: the auth example's stream service (examples/auth/service.py) under uvicorn, its Flask
+  API (examples/auth/api.py) and the Flask extension's app (examples/flask_extension/app.py)
+  under gunicorn, all on the shared Redis. The auth example has no key-prefix setting (it uses
+  the library's `sidestream:`), so its keys are kept apart by channel names unique to this run
+  (`user:rel<run>-...`); the extension's app gets a unique `SIDESTREAM_KEY_PREFIX`. Everything
+  this run wrote is deleted at the end.
+- `private_redis`: a redis-server of the test's own (AOF, fsync always), for the fault tests
+  that restart or kill Redis.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from helpers import EXAMPLES, PrivateRedis, Process, gunicorn_api, uvicorn_service
+
+from sidestream.tokens import StreamTokens
+
+
+@dataclass
+class Stack:
+    """The three servers of the bad-input matrix and what they share."""
+
+    tag: str  # unique to this run: in every channel and key it writes
+    key: str  # SIDESTREAM_TOKEN_KEY of the service and both APIs
+    tokens: StreamTokens
+    service: Process
+    api: Process
+    ext: Process
+    ext_prefix: str
+    redis_url: str
+
+    def logs(self) -> dict[str, int]:
+        """Where each server's log ends now (to read only what a case adds)."""
+        return {p.name: p.log_size() for p in (self.service, self.api, self.ext)}
+
+    def log_since(self, marks: dict[str, int]) -> str:
+        return "".join(p.log_text(marks[p.name]) for p in (self.service, self.api, self.ext))
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    import redis
+
+    tmp = tmp_path_factory.mktemp("reliability-stack")
+    tag = f"rel{uuid.uuid4().hex[:8]}"
+    key = secrets.token_urlsafe(64)  # long enough for the HS512 case too
+    ext_prefix = f"sidestream-test:{tag}:"
+    service = uvicorn_service(
+        tmp,
+        "service",
+        {"SIDESTREAM_TOKEN_KEY": key, "REDIS_URL": redis_url, "API_ORIGIN": "http://app.test"},
+        cwd=EXAMPLES / "auth",
+    )
+    api_env = {"SIDESTREAM_TOKEN_KEY": key, "REDIS_URL": redis_url, "STREAM_URL": ""}
+    api = gunicorn_api(tmp, "api", "api:app", api_env, cwd=EXAMPLES / "auth")
+    ext = gunicorn_api(
+        tmp,
+        "ext",
+        f"app:create_app({{'SIDESTREAM_KEY_PREFIX': {ext_prefix!r}}})",
+        {**api_env, "STREAM_URL": f"{service.base}/events"},
+        cwd=EXAMPLES / "flask_extension",
+    )
+    started: list[Process] = []
+    try:
+        for process in (service, api, ext):
+            process.start()
+            started.append(process)
+        yield Stack(tag, key, StreamTokens(key), service, api, ext, ext_prefix, redis_url)
+    finally:
+        for process in reversed(started):
+            process.stop()
+        client = redis.Redis.from_url(redis_url)
+        try:
+            for pattern in (f"*{tag}*",):
+                for name in client.scan_iter(match=pattern, count=1000):
+                    client.delete(name)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
