@@ -385,11 +385,30 @@ def servers(data: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def mercure(data: dict[str, Any]) -> str:
+    routes = {"events": "/events", "mercure": "Mercure route"}
+    rows = [
+        [
+            routes.get(run["route"], run["route"]),
+            _int(run["processes"]),
+            _int(run["subscribers"]),
+            _int(run["lost"]),
+            f"{run['p50_ms']:,} / {run['p99_ms']:,}",
+            _int(run["deliveries_per_cpu_s"]),
+            _load(run.get("load_average_1min")),
+        ]
+        for run in data["runs"]
+    ]
+    header = ["route", "processes", "subscribers", "lost", "p50 / p99 (ms)"]
+    return _table([*header, "deliveries per server CPU-s", "machine load (1 min)"], rows)
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "capacity": capacity,
     "channels": channels,
     "fanout": fanout,
     "longpoll": longpoll,
+    "mercure": mercure,
     "platforms": platforms,
     "redis_shard": redis_shard,
     "servers": servers,

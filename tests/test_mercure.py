@@ -603,3 +603,28 @@ def test_s9_discovery_hints_for_draft_08() -> None:
     ]
     with pytest.raises(InvalidUpdate, match="reserved"):
         discovery_links(HUB, type="mercure")
+
+
+# --- the measured fan-out table of the Mercure page ----------------------------------------------
+
+
+def test_mercure_bench_table_has_every_run() -> None:
+    import json
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    sys.path.insert(0, str(bench))
+    import tables
+
+    data = json.loads((bench / "results" / "mercure.json").read_text())
+    table = tables.render("mercure")
+    assert {(run["route"], run["processes"]) for run in data["runs"]} == {
+        ("events", 1),
+        ("mercure", 1),
+        ("mercure", 2),
+    }
+    for run in data["runs"]:
+        assert run["lost"] == 0 and run["duplicates"] == 0
+        assert f"{run['p50_ms']:,} / {run['p99_ms']:,}" in table
+        assert f"{run['deliveries_per_cpu_s']:,}" in table

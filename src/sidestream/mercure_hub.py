@@ -493,7 +493,9 @@ class MercureRoute:
             yield b"".join(first)
             while True:
                 try:
-                    frames = await asyncio.wait_for(sub.next_frames(), self.hub.heartbeat)
+                    # asyncio.timeout, not wait_for: no task per wait, one timer handle.
+                    async with asyncio.timeout(self.hub.heartbeat):
+                        frames = await sub.next_frames()
                 except TimeoutError:
                     yield comment()  # a keep-alive on an idle stream
                     continue
