@@ -316,3 +316,19 @@ def modules_without_reference(root: Path) -> list[str]:
         for module in sorted(modules)
         if not any(module == d or module.startswith(d + ".") for d in documented)
     ]
+
+
+TESTED_HEADING = re.compile(r"^#{1,6} How (?:this|it) is tested\b.*$", re.MULTILINE | re.IGNORECASE)
+
+
+def uncollapsed_test_sections(root: Path) -> list[str]:
+    """ "How this is tested" is a collapsed `??? note`, not a section of the reader's path."""
+    problems = []
+    for page in pages(root):
+        text = page.read_text(encoding="utf-8")
+        for match in TESTED_HEADING.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            problems.append(
+                f'{page.relative_to(root)}:{line}: a heading; use ??? note "How this is tested"'
+            )
+    return problems

@@ -22,6 +22,7 @@ from docs_rules import (
     overlong_example_lines,
     slices_without_imports,
     slices_without_whole_file,
+    uncollapsed_test_sections,
     unincluded_examples,
     untested_examples,
     whole_file_block,
@@ -341,3 +342,14 @@ def test_every_example_line_fits_the_code_column() -> None:
 
 def test_no_measured_number_is_typed_by_hand() -> None:
     assert hand_typed_numbers(ROOT) == []
+
+
+def test_how_this_is_tested_is_collapsed(tmp_path: Path) -> None:
+    assert uncollapsed_test_sections(ROOT) == []
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text(
+        '# A\n\n??? note "How this is tested"\n\n    Fine.\n\n## How this is tested\n\nNot.\n'
+    )
+    assert uncollapsed_test_sections(tmp_path) == [
+        'docs/a.md:7: a heading; use ??? note "How this is tested"'
+    ]
