@@ -37,28 +37,20 @@ import falcon
 import falcon.asgi
 
 from sidestream.access import Authorizer, is_allow_everyone
-from sidestream.bus import AsyncBus, backend, connect_async, validate_channel
+from sidestream.admission import CURSOR_HEADER, CURSOR_PARAM, Admission, Refusal
+from sidestream.bus import AsyncBus, backend, connect_async
 from sidestream.errors import (
-    AccessDenied,
     InvalidArgument,
-    InvalidChannel,
     InvalidConfig,
-    InvalidCursor,
     InvalidTokenConfig,
-    Unauthorized,
-    Unavailable,
 )
-from sidestream.hub import Hub, Subscriber, close_event, parse_stream_cursor
-from sidestream.websocket import PublishHook, Sockets
+from sidestream.hub import Hub, Subscriber, close_event
+from sidestream.websocket import PublishHook, Sockets, refuse
 
 __all__ = ["CURSOR_PARAM", "StreamApp", "create_app"]
 
 log = logging.getLogger("sidestream.service")
 
-CURSOR_PARAM = "last_event_id"
-"""The query parameter that carries a cursor on a first connection (`EventSource` sends the
-`Last-Event-ID` header only when it reconnects by itself). The header wins when both are sent,
-because it is the newer of the two."""
 
 _STREAM_HEADERS = {
     "Cache-Control": "no-store",
@@ -121,85 +113,38 @@ def _jittered(base: int, jitter: int) -> int:
     return base + random.randint(0, jitter) if jitter else base
 
 
-def _http_error(exc: AccessDenied) -> falcon.HTTPError:
-    if isinstance(exc, Unauthorized):
-        return falcon.HTTPUnauthorized(
-            title="unauthorized", description=exc.reason, challenges=["Bearer"]
-        )
-    return falcon.HTTPForbidden(title="forbidden", description=exc.reason)
-
-
-def _unavailable(reason: str, retry_after: int) -> falcon.HTTPError:
-    return falcon.HTTPServiceUnavailable(
-        title="unavailable", description=reason, retry_after=retry_after
+async def _refused(
+    req: falcon.asgi.Request, resp: Any, ex: Refusal, params: Any, ws: Any = None
+) -> None:
+    """How each transport answers a [`Refusal`][sidestream.admission.Refusal]: a WebSocket
+    handshake as `sidestream.websocket.refuse` says; an HTTP route with its status, its headers,
+    and `{"title", "description"}` as JSON (like any other Falcon error here)."""
+    if ws is not None:
+        await refuse(req, resp, ex, params, ws)
+        return
+    raise falcon.HTTPError(
+        falcon.code_to_http_status(ex.status),
+        title=ex.title,
+        description=ex.reason,
+        headers=list(ex.headers),
     )
 
 
 class _Streams:
     """`GET /events`: one event stream per request."""
 
-    def __init__(
-        self,
-        app: StreamApp,
-        authorize: Authorizer,
-        max_streams: int,
-        max_channels: int,
-        retry_after: int,
-    ) -> None:
+    def __init__(self, app: StreamApp, admission: Admission) -> None:
         self.app = app
-        self.authorize = authorize
-        self.max_streams = max_streams
-        self.max_channels = max_channels
-        self.retry_after = retry_after
-
-    def _channels(self, req: falcon.asgi.Request) -> list[str]:
-        names = req.get_param_as_list("channel") or []
-        if not names:
-            raise falcon.HTTPMissingParam("channel")
-        if len(names) > self.max_channels:
-            raise falcon.HTTPInvalidParam(
-                f"at most {self.max_channels} channels per stream, got {len(names)}", "channel"
-            )
-        try:
-            return list(dict.fromkeys(validate_channel(name) for name in names))
-        except InvalidChannel as exc:
-            raise falcon.HTTPInvalidParam(str(exc), "channel") from None
-
-    def _cursor(self, req: falcon.asgi.Request, channels: list[str]) -> str | None:
-        header = req.get_header("Last-Event-ID")
-        cursor = header or req.get_param(CURSOR_PARAM) or None
-        if cursor is None:
-            return None
-        try:
-            parse_stream_cursor(cursor, channels)
-        except InvalidCursor as exc:
-            if header:
-                raise falcon.HTTPInvalidHeader(str(exc), "Last-Event-ID") from None
-            raise falcon.HTTPInvalidParam(str(exc), CURSOR_PARAM) from None
-        return cursor
+        self.admission = admission
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        channels = self._channels(req)
-        cursor = self._cursor(req, channels)
+        admission = self.admission
+        channels = admission.channels(req.get_param_as_list("channel") or [])
+        cursor = admission.cursor(
+            req.get_header(CURSOR_HEADER), req.get_param(CURSOR_PARAM), channels
+        )
+        grant, sub = await admission.admit(req, channels, cursor)
         hub = self.app.hub
-        if hub.draining:
-            raise _unavailable("the service is shutting down", self.retry_after)
-        if hub.open_streams >= self.max_streams:
-            raise _unavailable(
-                f"this process holds its maximum of {self.max_streams} streams", self.retry_after
-            )
-        try:
-            grant = await self.authorize(req, channels)
-        except AccessDenied as exc:
-            raise _http_error(exc) from None
-        if grant.expires_at is not None and grant.expires_at <= time.time():
-            raise _http_error(Unauthorized("the grant has already expired"))
-        try:
-            sub = await hub.subscribe(channels, cursor=cursor)
-        except Unavailable as exc:
-            raise _unavailable(str(exc), self.retry_after) from None
-        except InvalidCursor as exc:  # pragma: no cover - checked above
-            raise falcon.HTTPInvalidParam(str(exc), CURSOR_PARAM) from None
 
         scope = req.scope
         receive = scope["sidestream.receive"]
@@ -548,14 +493,14 @@ def create_app(
     app.drain_timeout = drain_timeout
     app._retry = (retry, retry_jitter)
     app.add_middleware(_Lifespan(app, drain_on_signal, is_allow_everyone(authorize)))
-    streams = _Streams(app, authorize, max_streams, max_channels, retry_after)
-    app.add_route(path, streams)
+    admission = Admission(hub, authorize, max_streams, max_channels, retry_after)
+    app.add_error_handler(Refusal, _refused)
+    app.add_route(path, _Streams(app, admission))
     app.sockets = None
     if websocket_path is not None:
         app.sockets = Sockets(
             app,
-            streams,
-            authorize,
+            admission,
             origins=origins,
             max_message_bytes=max_message_bytes,
             on_publish=on_publish,

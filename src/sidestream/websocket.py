@@ -60,10 +60,10 @@ import falcon
 import falcon.asgi
 from redis.exceptions import RedisError
 
-from sidestream.access import Authorizer, Grant
+from sidestream.access import Grant
+from sidestream.admission import CURSOR_HEADER, CURSOR_PARAM, Admission, Refusal
 from sidestream.bus import validate_channel
 from sidestream.errors import AccessDenied, InvalidChannel, InvalidEvent, PayloadTooLarge
-from sidestream.errors import Unavailable as _Unavailable
 from sidestream.hub import Subscriber
 
 if TYPE_CHECKING:
@@ -151,16 +151,6 @@ anyone) or raises [`Forbidden`][sidestream.errors.Forbidden] /
 [`InvalidEvent`][sidestream.errors.InvalidEvent] to refuse it with an `error` frame."""
 
 
-class _Refused(Exception):
-    """A handshake the service refuses: answered by `refuse`, never accepted first."""
-
-    def __init__(self, status: int, reason: str, headers: Sequence[tuple[str, str]] = ()) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = list(headers)
-
-
 class _BadMessage(Exception):
     def __init__(self, error: str, reason: str, ref: str | int | None = None) -> None:
         super().__init__(reason)
@@ -182,9 +172,10 @@ def _short(reason: str) -> str:
 
 
 async def refuse(
-    req: falcon.asgi.Request, resp: Any, ex: _Refused, params: Any, ws: Any = None
+    req: falcon.asgi.Request, resp: Any, ex: Refusal, params: Any, ws: Any = None
 ) -> None:
-    """Falcon error handler: answer a refused handshake without accepting it."""
+    """Answer a refused handshake without accepting it (the app's `Refusal` handler calls this
+    for a WebSocket request)."""
     send = req.scope.get("sidestream.send")
     if send is not None and "websocket.http.response" in req.scope.get("extensions", {}):
         body = json.dumps({"title": _TITLES[ex.status], "description": ex.reason}).encode()
@@ -226,8 +217,7 @@ class Sockets:
     def __init__(
         self,
         app: StreamApp,
-        streams: Any,
-        authorize: Authorizer,
+        admission: Admission,
         *,
         origins: Sequence[str],
         max_message_bytes: int,
@@ -236,8 +226,7 @@ class Sockets:
         publish_concurrency: int,
     ) -> None:
         self.app = app
-        self.streams = streams  # the /events resource: same channel, cursor and limit rules
-        self.authorize = authorize
+        self.admission = admission  # the same channel, cursor, limit and authorizer rules
         self.origins = frozenset(origins)
         self.max_message_bytes = max_message_bytes
         self.on_publish = on_publish
@@ -250,23 +239,19 @@ class Sockets:
     def install(self, path: str) -> None:
         """Route `path` to this resource on its app, and answer refused handshakes."""
         self.app.ws_options.max_receive_queue = 0  # the socket's reader notices a disconnect
-        self.app.add_error_handler(_Refused, refuse)
         self.app.add_route(path, self)
 
     # -- the handshake -------------------------------------------------------------------------
 
     def _check(self, req: falcon.asgi.Request) -> tuple[list[str], str | None]:
-        try:
-            channels: list[str] = self.streams._channels(req)
-            cursor: str | None = self.streams._cursor(req, channels)
-        except falcon.HTTPError as exc:
-            raise _Refused(400, str(exc.description or exc.title)) from None
+        admission = self.admission
+        channels = admission.channels(req.get_param_as_list("channel") or [])
+        header, param = req.get_header(CURSOR_HEADER), req.get_param(CURSOR_PARAM)
+        cursor = admission.cursor(header, param, channels)
         origin = req.get_header("Origin")
         same_site = origin is not None and urlsplit(origin).netloc == req.get_header("Host")
         if origin is not None and origin not in self.origins and not same_site:
-            raise _Refused(
-                403, f"origin {origin} may not open sockets here: add it to cors_origins"
-            )
+            raise Refusal(403, f"origin {origin} may not open sockets here: add it to cors_origins")
         return channels, cursor
 
     def _subprotocol(self, req: falcon.asgi.Request, ws: Any) -> tuple[Any, str | None]:
@@ -275,7 +260,7 @@ class Sockets:
         if not offered:
             return req, None
         if SUBPROTOCOL not in offered:
-            raise _Refused(400, f"offer the {SUBPROTOCOL!r} subprotocol (with 'bearer.<token>')")
+            raise Refusal(400, f"offer the {SUBPROTOCOL!r} subprotocol (with 'bearer.<token>')")
         tokens = [p for p in offered if p.startswith(TOKEN_SUBPROTOCOL_PREFIX)]
         if tokens:
             return _BearerFromSubprotocol(
@@ -287,23 +272,7 @@ class Sockets:
         channels, cursor = self._check(req)
         request, subprotocol = self._subprotocol(req, ws)
         hub = self.app.hub
-        unavailable = [("Retry-After", str(self.streams.retry_after))]
-        if hub.draining:
-            raise _Refused(503, "the service is shutting down", unavailable)
-        if hub.open_streams >= self.streams.max_streams:
-            limit = self.streams.max_streams
-            raise _Refused(503, f"this process holds its maximum of {limit} streams", unavailable)
-        try:
-            grant = await self.authorize(request, channels)
-        except AccessDenied as exc:
-            bearer = [("WWW-Authenticate", "Bearer")] if exc.status == 401 else []
-            raise _Refused(exc.status, exc.reason, bearer) from None
-        if grant.expires_at is not None and grant.expires_at <= time.time():
-            raise _Refused(401, "the grant has already expired", [("WWW-Authenticate", "Bearer")])
-        try:
-            sub = await hub.subscribe(channels, cursor=cursor, frames=True)
-        except _Unavailable as exc:
-            raise _Refused(503, str(exc), unavailable) from None
+        grant, sub = await self.admission.admit(request, channels, cursor, frames=True)
         try:
             await ws.accept(subprotocol=subprotocol)
         except BaseException:
