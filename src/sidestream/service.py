@@ -25,6 +25,7 @@ and is closed, so that uvicorn exits and the clients resume on another instance.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import signal
@@ -45,6 +46,7 @@ from sidestream.errors import (
     InvalidTokenConfig,
 )
 from sidestream.hub import Hub, Subscriber, close_event
+from sidestream.servers import ABORTED, connection
 from sidestream.websocket import PublishHook, Sockets, refuse
 
 __all__ = ["CURSOR_PARAM", "StreamApp", "create_app"]
@@ -69,6 +71,7 @@ class StreamApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     hub: Hub
     sockets: Sockets | None
     drain_timeout: float
+    fast_path: bool
     _retry: tuple[int, int]
 
     async def __call__(  # type: ignore[override]
@@ -83,7 +86,7 @@ class StreamApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
             await super().__call__(scope, receive, send)
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if scope.get("sidestream.aborted") and task is not None:
+            if scope.get(ABORTED) and task is not None:
                 task.uncancel()
                 return
             raise
@@ -147,27 +150,23 @@ class _Streams:
         hub = self.app.hub
 
         scope = req.scope
-        receive = scope["sidestream.receive"]
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        direct = _direct_writer(receive, scope["sidestream.send"], sub)
-        cycle: Any = getattr(receive, "__self__", None)
+        conn = connection(
+            scope,
+            scope["sidestream.receive"],
+            scope["sidestream.send"],
+            fast_path=self.app.fast_path,
+        )
+        gone = functools.partial(sub.close, drop_queue=True)
+        direct = conn.direct_writer(gone)
         watcher: asyncio.Task[None] | None = None
-        if direct is not None:
-            # uvicorn says whether the client left: check at each heartbeat, no task needed.
-            sub.gone = lambda: bool(cycle.disconnected)
-        else:
-            watcher = loop.create_task(_watch_disconnect(receive, sub))
+        sub.gone = conn.gone_check()
+        if sub.gone is None:
+            watcher = loop.create_task(conn.watch(gone))
 
         def abort() -> None:
-            # uvicorn: drop the TCP connection (its buffer would never drain). Elsewhere:
-            # cancel the request, which StreamApp ends quietly.
-            transport = getattr(getattr(receive, "__self__", None), "transport", None)
-            if transport is not None and hasattr(transport, "abort"):
-                transport.abort()
-            elif task is not None:
-                scope["sidestream.aborted"] = True
-                task.cancel()
+            # A client that stopped reading: drop its connection (its buffer would never drain).
+            if conn.abort():  # the request was cancelled: end what it would have ended
                 hub.finish(sub)
                 if watcher is not None:
                     watcher.cancel()
@@ -182,46 +181,6 @@ class _Streams:
         first = f"retry: {_jittered(*self.app._retry)}\n".encode() + sub.preamble
         sub.preamble = b""  # a replay can be large: keep it only until it is sent
         resp.stream = _stream(hub, sub, first, watcher, direct)
-
-
-async def _watch_disconnect(receive: Callable[[], Any], sub: Subscriber) -> None:
-    """Wait for the client to go away (the server may not tell a writer), then end its stream."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            sub.close(drop_queue=True)
-            return
-
-
-def _direct_writer(receive: Any, send: Any, sub: Subscriber) -> Callable[[bytes], bool] | None:
-    """uvicorn only: a way to write an event without waking the stream's task.
-
-    uvicorn's `send` writes a body chunk without awaiting anything unless the connection has
-    paused writing (its buffer is full) or the client left, which its request cycle (the object
-    behind `receive`) tells. Then the event takes the usual way, through the queue. This saves a
-    task wake-up and a pass through Falcon's stream loop per event per client; the bytes on the
-    wire are the same. Other servers get `None`: the usual way only.
-    """
-    cycle: Any = getattr(receive, "__self__", None)
-    flow: Any = getattr(cycle, "flow", None)
-    if not (hasattr(flow, "write_paused") and hasattr(cycle, "disconnected")):
-        return None
-
-    def write(chunk: bytes) -> bool:
-        if cycle.disconnected:
-            sub.close(drop_queue=True)  # the client left: end the stream now
-            return False
-        if flow.write_paused or cycle.response_complete:
-            return False
-        step = send({"type": "http.response.body", "body": chunk, "more_body": True})
-        try:
-            step.send(None)
-        except StopIteration:
-            return True
-        step.close()  # it wanted to wait after all: nothing was written, take the usual way
-        return False
-
-    return write
 
 
 async def _stream(
@@ -408,6 +367,7 @@ def create_app(
     on_publish: PublishHook | None = None,
     publish_timeout: float = 5.0,
     publish_concurrency: int = 8,
+    fast_path: bool = True,
 ) -> StreamApp:
     """The stream service as a Falcon ASGI app.
 
@@ -449,6 +409,9 @@ def create_app(
             gets an `unavailable` error frame.
         publish_concurrency: Client messages published at once, process-wide (each holds a
             pooled Redis connection); more wait their turn.
+        fast_path: Under uvicorn, hand events straight to its `send` and drop stalled
+            connections at the TCP level ([`sidestream.servers`][]); `False` serves every
+            connection through the generic adapter. Which one serves is logged once.
 
     Raises:
         InvalidArgument: a setting is out of range, or `*` in `cors_origins`.
@@ -491,6 +454,7 @@ def create_app(
     app.set_error_serializer(_json_errors)
     app.hub = hub
     app.drain_timeout = drain_timeout
+    app.fast_path = bool(fast_path)
     app._retry = (retry, retry_jitter)
     app.add_middleware(_Lifespan(app, drain_on_signal, is_allow_everyone(authorize)))
     admission = Admission(hub, authorize, max_streams, max_channels, retry_after)

@@ -65,6 +65,7 @@ from sidestream.admission import CURSOR_HEADER, CURSOR_PARAM, Admission, Refusal
 from sidestream.bus import validate_channel
 from sidestream.errors import AccessDenied, InvalidChannel, InvalidEvent, PayloadTooLarge
 from sidestream.hub import Subscriber
+from sidestream.servers import connection
 
 if TYPE_CHECKING:
     from sidestream.service import StreamApp
@@ -293,18 +294,17 @@ class Sockets:
         hub = self.app.hub
         loop = asyncio.get_running_loop()
         scope = req.scope
-        task = asyncio.current_task()
-        protocol = getattr(scope.get("sidestream.receive"), "__self__", None)
+        conn = connection(
+            scope,
+            scope.get("sidestream.receive"),
+            scope.get("sidestream.send"),
+            fast_path=self.app.fast_path,
+        )
 
         def abort() -> None:
             # A socket that took no frame for cutoff_grace seconds after it was closed: uvicorn
             # drops the TCP connection; elsewhere the handler is cancelled (StreamApp ends it).
-            transport = getattr(protocol, "transport", None)
-            if transport is not None and hasattr(transport, "abort"):
-                transport.abort()
-            elif task is not None:
-                scope["sidestream.aborted"] = True
-                task.cancel()
+            conn.abort()
 
         sub.abort = abort
         if grant.expires_at is not None:

@@ -4,7 +4,10 @@ the generic path, but loses about half its fan-out throughput: this test makes t
 
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
 
 from sidestream.access import allow_everyone
 from sidestream.bus import AsyncBus, Bus, connect, connect_async
@@ -25,8 +28,8 @@ def test_under_uvicorn_the_hub_writes_events_directly(key_prefix: str) -> None:
         next(chunks)  # retry: and id: of the starting position: the stream is open
         [subscriber] = app.hub._subscribers
         assert subscriber._direct is not None, (
-            "uvicorn's request cycle no longer looks as sidestream.service._direct_writer expects "
-            "(flow.write_paused, disconnected, response_complete): the fast path is off"
+            "uvicorn's request cycle no longer looks as sidestream.servers.UvicornConnection "
+            "expects (flow.write_paused, disconnected, response_complete): the fast path is off"
         )
         event_id = bus.publish("fast", "hello")
         parser = EventStreamParser()
@@ -35,3 +38,28 @@ def test_under_uvicorn_the_hub_writes_events_directly(key_prefix: str) -> None:
             events = parser.feed(next(chunks))
         assert [(e.id, e.data) for e in events] == [(event_id, "hello")]
         assert app.hub.stats().delivered >= 1
+
+
+def test_fast_path_false_serves_through_the_generic_adapter_and_says_so(
+    key_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    service_bus = AsyncBus(connect_async("memory://"), prefix=key_prefix)
+    app = create_app(service_bus, authorize=allow_everyone, heartbeat=30, fast_path=False)
+    bus = Bus(connect("memory://"), prefix=key_prefix)
+    with (
+        caplog.at_level(logging.INFO, logger="sidestream.servers"),
+        serve_asgi(app) as base,
+        httpx.stream("GET", f"{base}/events", params={"channel": "slow"}, timeout=10) as stream,
+    ):
+        chunks = stream.iter_raw()
+        next(chunks)
+        [subscriber] = app.hub._subscribers
+        assert subscriber._direct is None  # every event takes the queue
+        event_id = bus.publish("slow", "hello")
+        parser = EventStreamParser()
+        events = []
+        while not events:
+            events = parser.feed(next(chunks))
+        assert [(e.id, e.data) for e in events] == [(event_id, "hello")]
+    said = [r.getMessage() for r in caplog.records if r.name == "sidestream.servers"]
+    assert "http connections are served by the generic adapter (fast_path=False)" in said
