@@ -8,18 +8,37 @@
   this run wrote is deleted at the end.
 - `private_redis`: a redis-server of the test's own (AOF, fsync always), for the fault tests
   that restart or kill Redis.
+- `record`: what a fault test measured. With `SIDESTREAM_RELIABILITY_RECORD=<path>` the session
+  writes it, with every test's outcome, the machine and its load, to that JSON file
+  (bench/results/guarantees.json is what docs/guarantees.md renders).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import re
 import secrets
+import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers import EXAMPLES, PrivateRedis, Process, gunicorn_api, uvicorn_service
+from helpers import (
+    EXAMPLES,
+    REDIS_SERVER,
+    PrivateRedis,
+    Process,
+    gunicorn_api,
+    uvicorn_service,
+)
 
 from sidestream.tokens import StreamTokens
 
@@ -94,3 +113,69 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.kill()
+
+
+# --- what a run showed ------------------------------------------------------------------------
+
+RECORD = os.environ.get("SIDESTREAM_RELIABILITY_RECORD")
+_faults: dict[str, dict[str, Any]] = {}
+_outcomes: dict[str, str] = {}
+_started = (time.monotonic(), os.getloadavg())
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest) -> Callable[[dict[str, Any]], None]:
+    """Keep what this fault test measured, under the test's name."""
+
+    def keep(figures: dict[str, Any]) -> None:
+        _faults[request.node.name] = figures
+
+    return keep
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "reliability/" not in report.nodeid.replace("\\", "/"):
+        return
+    if report.when == "call" or report.outcome != "passed":
+        _outcomes.setdefault(report.nodeid, report.outcome)
+
+
+def _machine() -> dict[str, Any]:
+    server = subprocess.run([REDIS_SERVER, "--version"], capture_output=True, text=True).stdout
+    found = re.search(r"v=(\S+)", server)
+    names = ("falcon", "uvicorn", "websockets", "redis", "flask", "gunicorn", "httpx")
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "redis_server": found[1] if found else None,
+        "packages": {name: version(name) for name in names},
+    }
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not RECORD or not _outcomes:
+        return
+    suites: dict[str, Counter[str]] = {}
+    for nodeid, outcome in _outcomes.items():
+        module = nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+        suites.setdefault(module, Counter())[outcome] += 1
+    report = {
+        "command": "SIDESTREAM_RELIABILITY_RECORD=bench/results/guarantees.json "
+        "python -m pytest tests/reliability",
+        "machine": _machine(),
+        "load_average": {"start": list(_started[1]), "end": list(os.getloadavg())},
+        "duration_s": round(time.monotonic() - _started[0], 1),
+        "suites": {
+            name: {"cases": sum(c.values()), **{k: c[k] for k in ("passed", "failed", "skipped")}}
+            for name, c in sorted(suites.items())
+        },
+        "faults": {
+            name: {**figures, "outcome": _outcome_of(name)} for name, figures in _faults.items()
+        },
+        "failed": sorted(n for n, outcome in _outcomes.items() if outcome != "passed"),
+    }
+    Path(RECORD).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _outcome_of(test_name: str) -> str:
+    return next((o for n, o in _outcomes.items() if n.endswith(f"::{test_name}")), "unknown")

@@ -132,6 +132,7 @@ class Rig:
 
 
 ZERO = {"lost": 0, "duplicated": 0, "out_of_order": 0}
+Record = Callable[[dict[str, object]], None]
 
 
 @pytest.fixture
@@ -170,7 +171,18 @@ def metric(base: str, name: str) -> float:
     return float(match[1])
 
 
-def assert_clean(rig: Rig) -> None:
+def assert_clean(rig: Rig, record: Record) -> None:
+    verdicts = rig.verdict()
+    record(
+        {
+            "clients": len(rig.followers),
+            "acknowledged": rig.ledger.count(),
+            "publish_failures": rig.ledger.failures,
+            "reconnects": sum(max(0, f.connects - 1) for f in rig.followers),
+            "resets": sum(len(f.resets) for f in rig.followers),
+            **{k: sum(v[k] for v in verdicts) for k in ZERO},
+        }
+    )
     assert rig.verdict() == [ZERO] * len(rig.followers), rig.explain()
     assert all(f.events for f in rig.followers)
     assert "Traceback" not in rig.logs(), rig.logs()[-4000:]
@@ -191,7 +203,9 @@ async def restart_service(service: Process, signum: int) -> None:
 # --- restarts ---------------------------------------------------------------------------------
 
 
-async def test_redis_restart_with_aof_loses_nothing(rig: Rig, bus: AsyncBus) -> None:
+async def test_redis_restart_with_aof_loses_nothing(
+    rig: Rig, bus: AsyncBus, record: Record
+) -> None:
     service = rig.service()
     rig.follow()
     async with following(rig):
@@ -202,10 +216,12 @@ async def test_redis_restart_with_aof_loses_nothing(rig: Rig, bus: AsyncBus) -> 
         await rig.publish(bus, 30)
     assert rig.ledger.failures > 0  # the publisher saw Redis go away
     assert metric(service.base, "redis_reconnects_total") >= 1
-    assert_clean(rig)
+    assert_clean(rig, record)
 
 
-async def test_service_sigkill_and_restart_loses_nothing(rig: Rig, bus: AsyncBus) -> None:
+async def test_service_sigkill_and_restart_loses_nothing(
+    rig: Rig, bus: AsyncBus, record: Record
+) -> None:
     service = rig.service()
     rig.follow()
     async with following(rig):
@@ -215,10 +231,12 @@ async def test_service_sigkill_and_restart_loses_nothing(rig: Rig, bus: AsyncBus
         await publisher
         await rig.publish(bus, 30)
     assert all(f.connects >= 2 for f in rig.followers)  # each came back with Last-Event-ID
-    assert_clean(rig)
+    assert_clean(rig, record)
 
 
-async def test_redis_and_service_killed_at_once_lose_nothing(rig: Rig, bus: AsyncBus) -> None:
+async def test_redis_and_service_killed_at_once_lose_nothing(
+    rig: Rig, bus: AsyncBus, record: Record
+) -> None:
     service = rig.service()
     rig.follow()
     async with following(rig):
@@ -236,10 +254,12 @@ async def test_redis_and_service_killed_at_once_lose_nothing(rig: Rig, bus: Asyn
         await rig.publish(bus, 30)
     assert rig.ledger.failures > 0
     assert all(f.connects >= 2 for f in rig.followers)
-    assert_clean(rig)
+    assert_clean(rig, record)
 
 
-async def test_rolling_restart_of_two_services_loses_nothing(rig: Rig, bus: AsyncBus) -> None:
+async def test_rolling_restart_of_two_services_loses_nothing(
+    rig: Rig, bus: AsyncBus, record: Record
+) -> None:
     first, second = rig.service(), rig.service()
     rig.follow()  # followers alternate between the two, and move on when one goes away
     async with following(rig):
@@ -251,7 +271,7 @@ async def test_rolling_restart_of_two_services_loses_nothing(rig: Rig, bus: Asyn
         await rig.publish(bus, 20)
     assert all(f.connects >= 2 for f in rig.followers)
     assert any(f.closes for f in rig.followers)  # the drain said goodbye with `close`
-    assert_clean(rig)
+    assert_clean(rig, record)
 
 
 # --- bad data written by someone else -------------------------------------------------------------
@@ -266,7 +286,9 @@ POISON = [  # (channel, payload): each is skipped whatever order the checks run 
 ]
 
 
-async def test_poison_message_is_skipped_and_hurts_no_one(rig: Rig, bus: AsyncBus) -> None:
+async def test_poison_message_is_skipped_and_hurts_no_one(
+    rig: Rig, bus: AsyncBus, record: Record
+) -> None:
     service = rig.service()
     rig.follow()
     raw = redis.Redis(port=rig.redis.port)
@@ -283,11 +305,11 @@ async def test_poison_message_is_skipped_and_hurts_no_one(rig: Rig, bus: AsyncBu
     finally:
         raw.close()
     assert not any("poison" in d for f in rig.followers for _, _, d in f.events)
-    assert_clean(rig)
+    assert_clean(rig, record)
 
 
 async def test_invalid_stream_entry_from_a_foreign_writer_is_skipped(
-    rig: Rig, bus: AsyncBus
+    rig: Rig, bus: AsyncBus, record: Record
 ) -> None:
     service = rig.service()
     channel = CHANNELS[0]
@@ -318,13 +340,15 @@ async def test_invalid_stream_entry_from_a_foreign_writer_is_skipped(
         raw.close()
     assert late.statuses and set(late.statuses) == {200}, late.bodies
     assert not any("poison" in d for f in rig.followers for _, _, d in f.events)
-    assert_clean(rig)
+    assert_clean(rig, record)
 
 
 # --- a client that stops reading ------------------------------------------------------------------
 
 
-async def test_stalled_reader_is_cut_off_and_others_get_everything(rig: Rig, bus: AsyncBus) -> None:
+async def test_stalled_reader_is_cut_off_and_others_get_everything(
+    rig: Rig, bus: AsyncBus, record: Record
+) -> None:
     service = rig.service()
     channel = CHANNELS[0]
     rig.follow((channel,))
@@ -351,4 +375,4 @@ async def test_stalled_reader_is_cut_off_and_others_get_everything(rig: Rig, bus
         assert time.monotonic() < ended, "the stalled connection was never closed"
     finally:
         stalled.close()
-    assert_clean(rig)
+    assert_clean(rig, record)
