@@ -3,26 +3,34 @@
 No maintained Mercure hub can be installed here (the reference hub is a Go binary from GitHub
 releases; Debian ships only Symfony's PHP publisher), so the hub is the double of
 tests/mercure_hub.py speaking draft-08 (Mercure 1.0), served over real loopback sockets by
-uvicorn.
+uvicorn; and then sidestream's own hub (sidestream.mercure_hub), for the last test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+import uvicorn
 from loopback import EXAMPLES, load_example
 from mercure_hub import HUB_PATH, MercureHub
+from werkzeug.serving import make_server
 
+from sidestream.bus import AsyncBus, connect_async
 from sidestream.mercure import Publisher, publisher_token
-from sidestream.testing import serve_asgi, serve_wsgi
-from sidestream.tokens import AccessTokenClaims, StreamTokens
+from sidestream.mercure_hub import MercureSettings, install
+from sidestream.service import create_app
+from sidestream.testing import free_port, serve_asgi, serve_wsgi, wait_until
+from sidestream.tokens import AccessTokenClaims, StreamTokens, authorizer
 
 PUBLISHER_KEY = "mercure-publisher-key-32-bytes-long!"
 SUBSCRIBER_KEY = "mercure-subscriber-key-32-bytes-long"
@@ -199,3 +207,108 @@ async def test_subscriber_js_receives_private_updates_only_with_the_cookie(
             f"public notice ({public_id})",
         ]
         assert await received(mallory, 1) == [json.dumps({"title": "public notice"})]
+
+
+# --- the same example against sidestream's own hub (sidestream.mercure_hub) -------------------
+
+
+@contextmanager
+def on_port(port: int, app: Any, *, asgi: bool) -> Iterator[str]:
+    """Serve `app` on a port chosen beforehand: the hub and the site must know each other's
+    URL before either starts (the tokens name the hub, the hub's CORS names the site)."""
+    if asgi:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        config.timeout_graceful_shutdown = 2
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        wait_until(lambda: server.started, timeout=10)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:  # end the open streams as a SIGTERM would, then stop
+            server.servers[0].get_loop().call_soon_threadsafe(app.begin_drain)
+            server.should_exit = True
+            thread.join(timeout=15)
+        return
+    wsgi = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=wsgi.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        wsgi.shutdown()
+        thread.join(timeout=5)
+
+
+@pytest.mark.browser
+async def test_the_example_against_sidestreams_own_hub(
+    browser: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub_port, site_port = free_port(), free_port()
+    site = f"http://127.0.0.1:{site_port}"
+    hub_url = f"http://127.0.0.1:{hub_port}{HUB_PATH}"
+    app = create_app(
+        AsyncBus(connect_async("memory://"), prefix=f"mercure-example-{uuid.uuid4().hex}:"),
+        authorize=authorizer(draft_08(SUBSCRIBER_KEY, hub_url)),
+        cors_origins=[site],  # subscriber.js runs on the site and sends the cookie
+    )
+    install(
+        app,
+        app.hub,
+        MercureSettings(
+            hub_url=hub_url,
+            publisher_tokens=draft_08(PUBLISHER_KEY, hub_url),
+            subscriber_tokens=draft_08(SUBSCRIBER_KEY, hub_url),
+            anonymous=True,
+        ),
+    )
+    monkeypatch.setenv("MERCURE_HUB_URL", hub_url)
+    monkeypatch.setenv("MERCURE_PUBLISHER_JWT_KEY", PUBLISHER_KEY)
+    monkeypatch.setenv("MERCURE_SUBSCRIBER_JWT_KEY", SUBSCRIBER_KEY)
+    example = load_example("mercure/app.py")
+    with on_port(hub_port, app, asgi=True), on_port(site_port, example.app, asgi=False):
+        httpx.post(f"{site}/books/1", json={"title": "Before the page"}).raise_for_status()
+        alice = await (await browser.new_context()).new_page()
+
+        async def publish_in_the_gap(route: Any) -> None:
+            await asyncio.to_thread(httpx.post, f"{site}/books/1", json={"title": "In the gap"})
+            await route.continue_()
+
+        await alice.route(f"{hub_url}?*", publish_in_the_gap, times=1)
+        await alice.goto(f"{site}/")
+        await alice.wait_for_function("window.subscription && window.subscription.readyState === 1")
+        gap_id = example.books[1]["last_update"]  # the publisher's urn:uuid, found in history
+
+        mallory = await (await browser.new_context()).new_page()
+        await mallory.goto(f"{site}/not-a-page")
+        await mallory.set_content('<ul id="updates"></ul>')
+        await mallory.evaluate(
+            """([hub, topic]) => {
+                const url = new URL(hub); url.searchParams.append("match", topic);
+                const source = new EventSource(url, { withCredentials: true });
+                source.onmessage = (e) => {
+                  const li = document.createElement("li"); li.textContent = e.data;
+                  document.getElementById("updates").append(li);
+                };
+                window.subscription = source;
+            }""",
+            [hub_url, TOPIC],
+        )
+        await mallory.wait_for_function("window.subscription.readyState === 1")
+
+        httpx.post(f"{site}/books/1", json={"title": "Dune Messiah"}).raise_for_status()
+        private_id = example.books[1]["last_update"]
+        with Publisher(
+            hub_url, publisher_token(draft_08(PUBLISHER_KEY, hub_url)), protocol="draft-08"
+        ) as p:
+            public_id = p.publish(TOPIC, json.dumps({"title": "public notice"}))
+
+        assert await received(alice, 3) == [
+            f"In the gap ({gap_id})",
+            f"Dune Messiah ({private_id})",
+            f"public notice ({public_id})",
+        ]
+        assert await received(mallory, 1) == [json.dumps({"title": "public notice"})]
+        await alice.wait_for_timeout(300)
+        assert len(await received(alice, 3)) == 3  # nothing twice
+    example.publisher.close()
