@@ -580,3 +580,36 @@ async def test_eventsource_in_chromium_on_the_example_hub(
     await page.wait_for_function("window.got.length >= 2", timeout=10_000)
     await page.wait_for_timeout(500)  # nothing more may arrive
     assert await page.evaluate("window.got") == [[ids[0], "one"], [ids[3], "three"]]
+
+
+@pytest.mark.parametrize(
+    ("method", "query", "body", "headers"),
+    [
+        ("GET", b"match=t", b"", {"last-event-id": "x" * 5000}),
+        ("GET", b"match=t&last_event_id=%FF", b"", {}),
+        ("GET", b"match=%C3%28", b"", {}),
+        ("GET", b"match=t", b"", {"authorization": "Bearer " + "a" * 3000}),
+        ("GET", b"match=t", b"", {"authorization": "Bearer e30.e30.e30"}),
+        ("GET", b"match=t", b"", {"cookie": '__Secure-mercure_access_token="\\\x01'}),
+        ("GET", b"match=t", b"", {"authorization": "Bearer"}),
+        ("POST", b"", b"topic=t&data=%FF%FE", {}),
+        ("POST", b"", b"%%%%", {}),
+        ("POST", b"", b"topic=t", {"content-type": "application/x-www-form-urlencoded; x"}),
+        ("POST", b"", b"topic=" + b"x" * 3000, {}),
+        ("POST", b"", b"topic=t&retry=99999999999999999999999", {}),
+        ("DELETE", b"match=t", b"", {}),
+    ],
+)
+def test_bad_input_gets_a_4xx_never_a_500(
+    hub: Hub, method: str, query: bytes, body: bytes, headers: dict[str, str]
+) -> None:
+    sent = {**FORM, **headers} if method == "POST" else headers
+    if method == "POST" and "authorization" not in sent:
+        sent["authorization"] = f"Bearer {hub.publisher()}"
+    url = httpx.URL(hub.url, query=query)
+    with (
+        httpx.Client(timeout=5) as client,
+        client.stream(method, url, content=body or None, headers=sent) as response,
+    ):
+        status = response.status_code
+    assert status < 500, (status, method, query, body, headers)

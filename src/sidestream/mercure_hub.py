@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import falcon
 import falcon.asgi
+from redis.exceptions import RedisError
 
 from sidestream.bus import validate_channel
 from sidestream.errors import (
@@ -443,11 +444,10 @@ class MercureRoute:
         try:
             cursor, answered = await self._resolve(requested)
             sub = await self.hub.subscribe([self.settings.channel], cursor=cursor, frames=True)
-        except Unavailable as exc:
-            resp.status = 503
+        except (Unavailable, RedisError, OSError) as exc:
+            log.warning("Mercure subscription refused for now: %s", exc)
+            _answer(resp, _Refusal(503, "the hub cannot serve history now; reconnect later"))
             resp.set_header("Retry-After", "5")
-            resp.content_type = "text/plain; charset=utf-8"
-            resp.text = str(exc)
             return
         if any('"event": "reset"' in frame for frame in sub.replay):
             answered = "earliest" if requested is not None else None  # history was trimmed
