@@ -23,6 +23,7 @@ from sidestream.bus import AsyncBus, connect_async
 from sidestream.errors import Forbidden, InvalidArgument, Unauthorized
 from sidestream.hub import Hub, close_event
 from sidestream.service import StreamApp, create_app
+from sidestream.settings import ServiceSettings
 from sidestream.sse import Event, EventStreamParser
 from sidestream.testing import read_events_async, wait_until_async
 
@@ -540,3 +541,48 @@ async def test_a_cursor_from_the_future_gets_a_reset_event(bus: AsyncBus) -> Non
         nxt = await bus.publish("fut", "next")
         [event] = await read_events_async(result.stream.read, count=1)
         assert (event.data, event.id) == ("next", nxt)
+
+
+# --- settings as one value (issue 12) --------------------------------------------------------
+
+
+def test_the_app_keeps_its_settings_as_one_checked_value(bus: AsyncBus) -> None:
+    app = create_app(bus, authorize=allow_everyone, cors_origins="https://a.example", retry=10)
+    assert app.settings == ServiceSettings(cors_origins=("https://a.example",), retry=10)
+    for bad, names in (
+        ({"max_streams": 0}, "max_streams must be an int >= 1"),
+        ({"retry_jitter": -1}, "retry_jitter must be an int >= 0"),
+        ({"heartbeat": 0}, "heartbeat must be a number of seconds > 0"),
+        ({"path": "events"}, "path must be a path starting with '/'"),
+    ):
+        with pytest.raises(InvalidArgument, match=names):
+            create_app(bus, authorize=allow_everyone, **bad)  # type: ignore[arg-type]
+
+
+def test_arguments_that_conflict_with_the_hub_raise_instead_of_being_ignored(
+    bus: AsyncBus, key_prefix: str
+) -> None:
+    hub = Hub(bus, heartbeat=2.0, queue_size=10)
+    other = AsyncBus(bus.redis, prefix=key_prefix + "other:")
+    for conflict, names in (
+        ({"heartbeat": 30.0}, "heartbeat=30.0 conflicts with the hub's heartbeat"),
+        ({"queue_size": 99}, "queue_size=99 conflicts with the hub's queue_size"),
+        ({"bus": other}, "pass bus= or hub=, not both"),
+    ):
+        with pytest.raises(InvalidArgument, match=names):
+            create_app(hub=hub, authorize=allow_everyone, **conflict)  # type: ignore[arg-type]
+    # The hub's own values, or the defaults, are not a conflict.
+    create_app(hub=hub, authorize=allow_everyone, heartbeat=2.0, queue_size=10, bus=bus)
+    create_app(hub=hub, authorize=allow_everyone)
+
+
+async def test_metrics_without_a_websocket_route_leave_out_the_socket_counters(
+    bus: AsyncBus,
+) -> None:
+    app = make_app(bus, websocket_path=None)
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        text = (await conductor.simulate_get("/metrics")).text
+    names = set(parse_metrics(text))
+    assert "sidestream_open_streams" in names
+    assert not any("websocket" in name for name in names)
+    assert text.count("# HELP") == text.count("# TYPE") == len(names)

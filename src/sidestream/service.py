@@ -32,7 +32,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import falcon
 import falcon.asgi
@@ -45,8 +45,9 @@ from sidestream.errors import (
     InvalidConfig,
     InvalidTokenConfig,
 )
-from sidestream.hub import Hub, Subscriber, close_event
+from sidestream.hub import Hub, HubStats, Subscriber, close_event
 from sidestream.servers import ABORTED, connection
+from sidestream.settings import ServiceSettings
 from sidestream.websocket import PublishHook, Sockets, refuse
 
 __all__ = ["CURSOR_PARAM", "StreamApp", "create_app"]
@@ -69,6 +70,7 @@ class StreamApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     """
 
     hub: Hub
+    settings: ServiceSettings
     sockets: Sockets | None
     drain_timeout: float
     fast_path: bool
@@ -225,23 +227,46 @@ class _Health:
             resp.status = falcon.HTTP_503
 
 
-_METRICS = (
-    ("open_streams", "gauge", "Event streams open in this process."),
-    ("subscribed_channels", "gauge", "Channels this process is subscribed to in Redis."),
-    ("events_delivered_total", "counter", "Events handed to streams (one per event per stream)."),
-    ("slow_consumer_cutoffs_total", "counter", "Streams cut off because their queue filled."),
-    ("redis_reconnects_total", "counter", "Times the Redis pub/sub connection was reopened."),
-    ("replayed_events_total", "counter", "Events replayed from Streams after a reconnect."),
-    ("redis_connected", "gauge", "1 while the Redis pub/sub connection is up."),
-    ("poison_messages_total", "counter", "Live messages skipped: not in the bus's format."),
-    ("invalid_stream_entries_total", "counter", "Stream entries skipped: not in the bus's format."),
-    ("reader_restarts_total", "counter", "Times the Redis reader failed and was started again."),
-)
-_WEBSOCKET_METRICS = (
-    ("open_websockets", "gauge", "WebSockets open in this process (also in open_streams)."),
-    ("websocket_messages_published_total", "counter", "Client messages published."),
-    ("websocket_messages_refused_total", "counter", "Client messages refused or oversize."),
-)
+class _Metric(NamedTuple):
+    name: str
+    kind: str
+    help: str
+    read: Callable[[HubStats, Sockets | None], int]
+
+
+# The one table of /metrics: name, type, help text and where the value comes from.
+_METRICS: tuple[_Metric, ...] = (
+    _Metric("open_streams", "gauge", "Event streams open in this process.",
+            lambda s, w: s.open_streams),
+    _Metric("subscribed_channels", "gauge", "Channels this process is subscribed to in Redis.",
+            lambda s, w: s.channels),
+    _Metric("events_delivered_total", "counter",
+            "Events handed to streams (one per event per stream).", lambda s, w: s.delivered),
+    _Metric("slow_consumer_cutoffs_total", "counter",
+            "Streams cut off because their queue filled.", lambda s, w: s.cutoffs),
+    _Metric("redis_reconnects_total", "counter",
+            "Times the Redis pub/sub connection was reopened.", lambda s, w: s.reconnects),
+    _Metric("replayed_events_total", "counter",
+            "Events replayed from Streams after a reconnect.", lambda s, w: s.replayed),
+    _Metric("redis_connected", "gauge", "1 while the Redis pub/sub connection is up.",
+            lambda s, w: int(s.connected)),
+    _Metric("poison_messages_total", "counter",
+            "Live messages skipped: not in the bus's format.", lambda s, w: s.poison_messages),
+    _Metric("invalid_stream_entries_total", "counter",
+            "Stream entries skipped: not in the bus's format.", lambda s, w: s.invalid_entries),
+    _Metric("reader_restarts_total", "counter",
+            "Times the Redis reader failed and was started again.",
+            lambda s, w: s.reader_restarts),
+)  # fmt: skip
+# Only with a WebSocket route (`w`, the route's counters, is then set).
+_WEBSOCKET_METRICS: tuple[_Metric, ...] = (
+    _Metric("open_websockets", "gauge", "WebSockets open in this process (also in open_streams).",
+            lambda s, w: w.open if w else 0),
+    _Metric("websocket_messages_published_total", "counter", "Client messages published.",
+            lambda s, w: w.published if w else 0),
+    _Metric("websocket_messages_refused_total", "counter", "Client messages refused or oversize.",
+            lambda s, w: w.refused if w else 0),
+)  # fmt: skip
 
 
 class _Metrics:
@@ -249,32 +274,15 @@ class _Metrics:
         self.app = app
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        stats = self.app.hub.stats()
-        values = {
-            "open_streams": stats.open_streams,
-            "subscribed_channels": stats.channels,
-            "events_delivered_total": stats.delivered,
-            "slow_consumer_cutoffs_total": stats.cutoffs,
-            "redis_reconnects_total": stats.reconnects,
-            "replayed_events_total": stats.replayed,
-            "redis_connected": int(stats.connected),
-            "poison_messages_total": stats.poison_messages,
-            "invalid_stream_entries_total": stats.invalid_entries,
-            "reader_restarts_total": stats.reader_restarts,
-        }
-        metrics: tuple[tuple[str, str, str], ...] = _METRICS
-        sockets = self.app.sockets
-        if sockets is not None:
-            metrics += _WEBSOCKET_METRICS
-            values["open_websockets"] = sockets.open
-            values["websocket_messages_published_total"] = sockets.published
-            values["websocket_messages_refused_total"] = sockets.refused
+        stats, sockets = self.app.hub.stats(), self.app.sockets
+        metrics = _METRICS + (_WEBSOCKET_METRICS if sockets is not None else ())
         lines = []
-        for name, kind, help_text in metrics:
+        for metric in metrics:
+            name = f"sidestream_{metric.name}"
             lines += [
-                f"# HELP sidestream_{name} {help_text}",
-                f"# TYPE sidestream_{name} {kind}",
-                f"sidestream_{name} {values[name]}",
+                f"# HELP {name} {metric.help}",
+                f"# TYPE {name} {metric.kind}",
+                f"{name} {metric.read(stats, sockets)}",
             ]
         resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
         resp.cache_control = ["no-store"]
@@ -375,7 +383,7 @@ def create_app(
         bus: The bus to read; default: an [`AsyncBus`][sidestream.bus.AsyncBus] on `REDIS_URL`
             (`memory://`: the embedded fakeredis; unset: `InvalidConfig`).
         hub: A ready-made [`Hub`][sidestream.hub.Hub] (then `bus`, `heartbeat` and
-            `queue_size` are its own).
+            `queue_size` are its own: passing different ones raises).
         authorize: Called with the request and the channels before a stream opens; raises
             [`Unauthorized`][sidestream.errors.Unauthorized] (401) or
             [`Forbidden`][sidestream.errors.Forbidden] (403). Its `Grant.expires_at` closes
@@ -414,7 +422,10 @@ def create_app(
             connection through the generic adapter. Which one serves is logged once.
 
     Raises:
-        InvalidArgument: a setting is out of range, or `*` in `cors_origins`.
+        InvalidArgument: a setting is out of range, or `*` in `cors_origins` (checked by
+            [`ServiceSettings`][sidestream.settings.ServiceSettings], which the app keeps as
+            `app.settings`); or `hub=` with a `bus`, `heartbeat` or `queue_size` that is not
+            the hub's.
         InvalidConfig: no `bus` or `hub`, and `REDIS_URL` is unset.
     """
     if not callable(authorize):
@@ -422,56 +433,89 @@ def create_app(
             "authorize must be an authorizer, like sidestream.tokens.authorizer(tokens), or "
             f"sidestream.access.allow_everyone for public channels; not {authorize!r}"
         )
-    origins = [cors_origins] if isinstance(cors_origins, str) else list(cors_origins)
-    if "*" in origins:
-        raise InvalidArgument(
-            "cors_origins must list exact origins like 'https://app.example.com', not '*': "
-            "credentials never work with a wildcard, and an open stream service is what the "
-            "list is there to prevent"
-        )
-    for name, number in (
-        ("max_streams", max_streams),
-        ("max_channels", max_channels),
-        ("max_message_bytes", max_message_bytes),
-        ("publish_concurrency", publish_concurrency),
-    ):
-        if not isinstance(number, int) or number < 1:
-            raise InvalidArgument(f"{name} must be an int >= 1, not {number!r}")
-    for name, number in (("retry", retry), ("retry_jitter", retry_jitter)):
-        if not isinstance(number, int) or number < 0:
-            raise InvalidArgument(f"{name} must be an int >= 0 milliseconds, not {number!r}")
+    settings = ServiceSettings(
+        cors_origins=tuple([cors_origins] if isinstance(cors_origins, str) else cors_origins),
+        cors_credentials=cors_credentials,
+        heartbeat=heartbeat,
+        max_streams=max_streams,
+        max_channels=max_channels,
+        queue_size=queue_size,
+        retry=retry,
+        retry_jitter=retry_jitter,
+        retry_after=retry_after,
+        drain_timeout=drain_timeout,
+        drain_on_signal=drain_on_signal,
+        path=path,
+        websocket_path=websocket_path,
+        max_message_bytes=max_message_bytes,
+        publish_timeout=publish_timeout,
+        publish_concurrency=publish_concurrency,
+        fast_path=fast_path,
+    )
     if hub is None:
         hub = Hub(bus or AsyncBus(connect_async()), heartbeat=heartbeat, queue_size=queue_size)
+    else:
+        _check_hub_conflicts(hub, bus, heartbeat, queue_size)
+    return _build(settings, hub, authorize, on_publish)
+
+
+_DEFAULTS = ServiceSettings()
+
+
+def _check_hub_conflicts(hub: Hub, bus: AsyncBus | None, heartbeat: float, queue_size: int) -> None:
+    """With `hub=`, the bus, heartbeat and queue size are the hub's: an argument that says
+    otherwise is a mistake to raise, not a setting to ignore."""
+    if bus is not None and bus is not hub.bus:
+        raise InvalidArgument("pass bus= or hub=, not both: the hub reads its own bus")
+    for name, given, default, own in (
+        ("heartbeat", heartbeat, _DEFAULTS.heartbeat, hub.heartbeat),
+        ("queue_size", queue_size, _DEFAULTS.queue_size, hub.queue_size),
+    ):
+        if given != default and given != own:
+            raise InvalidArgument(
+                f"{name}={given!r} conflicts with the hub's {name} ({own!r}): with hub=, set it "
+                f"on Hub(...)"
+            )
+
+
+def _build(
+    settings: ServiceSettings, hub: Hub, authorize: Authorizer, on_publish: PublishHook | None
+) -> StreamApp:
+    origins = list(settings.cors_origins)
     middleware: list[Any] = []
     if origins:
         middleware += [
             falcon.CORSMiddleware(
-                allow_origins=origins, allow_credentials=origins if cors_credentials else None
+                allow_origins=origins,
+                allow_credentials=origins if settings.cors_credentials else None,
             ),
             _Vary(),
         ]
     app = StreamApp(middleware=middleware)
     app.set_error_serializer(_json_errors)
+    app.settings = settings
     app.hub = hub
-    app.drain_timeout = drain_timeout
-    app.fast_path = bool(fast_path)
-    app._retry = (retry, retry_jitter)
-    app.add_middleware(_Lifespan(app, drain_on_signal, is_allow_everyone(authorize)))
-    admission = Admission(hub, authorize, max_streams, max_channels, retry_after)
+    app.drain_timeout = settings.drain_timeout
+    app.fast_path = settings.fast_path
+    app._retry = settings.retry_range
+    app.add_middleware(_Lifespan(app, settings.drain_on_signal, is_allow_everyone(authorize)))
+    admission = Admission(
+        hub, authorize, settings.max_streams, settings.max_channels, settings.retry_after
+    )
     app.add_error_handler(Refusal, _refused)
-    app.add_route(path, _Streams(app, admission))
+    app.add_route(settings.path, _Streams(app, admission))
     app.sockets = None
-    if websocket_path is not None:
+    if settings.websocket_path is not None:
         app.sockets = Sockets(
             app,
             admission,
             origins=origins,
-            max_message_bytes=max_message_bytes,
+            max_message_bytes=settings.max_message_bytes,
             on_publish=on_publish,
-            publish_timeout=publish_timeout,
-            publish_concurrency=publish_concurrency,
+            publish_timeout=settings.publish_timeout,
+            publish_concurrency=settings.publish_concurrency,
         )
-        app.sockets.install(websocket_path)
+        app.sockets.install(settings.websocket_path)
     app.add_route("/healthz", _Health(app))
     app.add_route("/metrics", _Metrics(app))
     return app
