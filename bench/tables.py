@@ -403,15 +403,128 @@ def mercure(data: dict[str, Any]) -> str:
     return _table([*header, "deliveries per server CPU-s", "machine load (1 min)"], rows)
 
 
+# tests/reliability's fault tests, as a reader would name them (guarantees.json).
+FAULTS = {
+    "test_redis_restart_with_aof_loses_nothing": "Redis killed (SIGKILL) and restarted, AOF",
+    "test_service_sigkill_and_restart_loses_nothing": "service killed (SIGKILL) and restarted",
+    "test_redis_and_service_killed_at_once_lose_nothing": "Redis and the service killed at once",
+    "test_rolling_restart_of_two_services_loses_nothing": "rolling restart of two services",
+    "test_poison_message_is_skipped_and_hurts_no_one": "foreign messages on a live channel",
+    "test_invalid_stream_entry_from_a_foreign_writer_is_skipped": "invalid entries in a Stream",
+    "test_stalled_reader_is_cut_off_and_others_get_everything": "a client that never reads",
+}
+SUITES = {
+    "test_bad_input": "bad HTTP requests (service, Flask API, extension), two `Accept` headers",
+    "test_ws_bad_input": "bad WebSocket handshakes and frames",
+    "test_cursors": "cursors newer than the stream (SSE and long poll)",
+    "test_faults": "faults (the table above)",
+}
+
+
+def guarantees(data: dict[str, Any]) -> str:
+    faults = _table(
+        [
+            "fault",
+            "clients",
+            "events acknowledged",
+            "lost",
+            "duplicated",
+            "out of order",
+            "client reconnects",
+            "publishes refused meanwhile",
+            "test",
+        ],
+        [
+            [
+                FAULTS.get(name, name),
+                _int(run["clients"]),
+                _int(run["acknowledged"]),
+                _int(run["lost"]),
+                _int(run["duplicated"]),
+                _int(run["out_of_order"]),
+                _int(run["reconnects"]),
+                _int(run["publish_failures"]),
+                run["outcome"],
+            ]
+            for name, run in data["faults"].items()
+        ],
+    )
+    suites = _table(
+        ["suite", "cases", "passed", "failed"],
+        [
+            [SUITES.get(name, name), _int(s["cases"]), _int(s["passed"]), _int(s["failed"])]
+            for name, s in data["suites"].items()
+        ],
+    )
+    load = data["load_average"]
+    run = _table(
+        ["run", "seconds", "CPUs", "machine load (1 min) at start / end"],
+        [
+            [
+                "`pytest tests/reliability`",
+                f"{data['duration_s']:.0f}",
+                data["machine"]["cpus"],
+                f"{_load(load['start'][0])} / {_load(load['end'][0])}",
+            ]
+        ],
+    )
+    return f"{faults}\n\n{suites}\n\n{run}"
+
+
+def soak(data: dict[str, Any]) -> str:
+    series = [
+        ("service memory (RSS, MB)", data["rss_kb"], 1 / 1024, ".1f", ".3f"),
+        ("open file descriptors", data["fds"], 1, ",.0f", ".2f"),
+        ("Redis connections (`CLIENT LIST`)", data["redis_connections"], 1, ",.0f", ".2f"),
+    ]
+    footprint = _table(
+        ["", "first sample", "last sample", "min", "max", "slope per minute after warm-up"],
+        [
+            [
+                label,
+                *(format(s[key] * scale, spec) for key in ("first", "last", "min", "max")),
+                format(s["slope_per_min"] * scale, slope_spec),
+            ]
+            for label, s, scale, spec, slope_spec in series
+        ],
+    )
+    p, d, load = data["parameters"], data["delivery"], data["load_average"]
+    run = _table(
+        [
+            "streams",
+            "channels",
+            "minutes",
+            "events per second",
+            "events delivered",
+            "lost / duplicated / out of order",
+            "machine load (1 min) at start / end",
+        ],
+        [
+            [
+                _int(p["streams"]),
+                _int(p["channels"]),
+                f"{p['minutes']:g}",
+                f"{p['publish_rate_per_s']:g}",
+                _int(d["delivered"]),
+                f"{d['lost']} / {d['duplicated']} / {d['out_of_order']}",
+                f"{_load(load['start'][0])} / {_load(load['end'][0])}",
+            ]
+        ],
+    )
+    return f"{footprint}\n\n{run}"
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "capacity": capacity,
     "channels": channels,
     "fanout": fanout,
+    "guarantees": guarantees,
     "longpoll": longpoll,
     "mercure": mercure,
     "platforms": platforms,
     "redis_shard": redis_shard,
     "servers": servers,
+    "soak": soak,
     "sse_encode": sse_encode,
     "websocket": websocket,
 }

@@ -1,7 +1,8 @@
 """Cursors newer than the stream (issue 11, defect 3): a `Last-Event-ID` from the future, u64 max,
 or one from a Redis whose clock ran ahead must never make the service (or the long poll) swallow
 the next events in silence. Either the cursor is refused with a 400 naming it, or the client gets
-the documented `reset` and then the events published after it connected.
+the documented `reset` (reason `cursor-ahead`) and then the events published after it connected;
+a long poll answers at once with `"reset": true` and the stream's newest id.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def test_stream_cursor_from_the_future_is_not_silence(stack: Stack, make: object
             published = bus.publish(channel, "after")
             stream.read_until(lambda: any(e.data == "after" for e in stream.events))
         assert [e.data for e in stream.events if e.event in (None, "message")] == ["after"]
+        resets = [json.loads(e.data) for e in stream.events if e.event == "reset"]
+        assert [r["reason"] for r in resets] == ["cursor-ahead"], stream.events
         assert stream.parser.last_event_id == published
         assert "Traceback" not in stack.log_since(marks)
     finally:
@@ -82,8 +85,8 @@ def test_long_poll_cursor_from_the_future_is_not_silence(stack: Stack, make: obj
             return
         assert reply.status_code == 200, reply.text
         body = reply.json()
-        # Either the events after the cursor's real position, or a reset to refetch from.
-        assert body["reset"] or [e["data"] for e in body["events"]] == ["after"], body
+        # At once, not after the wait: a reset to refetch from, and where to poll on from.
+        assert body["reset"] is True and body["last_id"] == first, body
     finally:
         bus.redis.delete(bus.stream_key(channel))
         bus.redis.close()

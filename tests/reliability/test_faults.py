@@ -188,9 +188,19 @@ def assert_clean(rig: Rig, record: Record) -> None:
     assert "Traceback" not in rig.logs(), rig.logs()[-4000:]
 
 
-async def restart_redis(rig: Rig) -> None:
+async def restart_redis(rig: Rig, health: str | None = None) -> None:
+    """SIGKILL Redis and start it again on its AOF; with `health` (a service's base URL), first
+    wait until that service's `/healthz` says 503: it cannot deliver while Redis is away."""
     rig.redis.kill(signal.SIGKILL)
-    await asyncio.sleep(0.5)
+    if health is not None:
+        async with httpx.AsyncClient(timeout=5) as client:
+
+            async def unavailable() -> bool:
+                return (await client.get(f"{health}/healthz")).status_code == 503
+
+            await wait_until_async(unavailable, timeout=20, interval=0.1)
+    else:
+        await asyncio.sleep(0.5)
     await asyncio.to_thread(rig.redis.start)
 
 
@@ -211,11 +221,12 @@ async def test_redis_restart_with_aof_loses_nothing(
     async with following(rig):
         await rig.publish(bus, 30)
         publisher = asyncio.create_task(rig.publish(bus, 60))
-        await restart_redis(rig)  # while the publisher keeps trying
+        await restart_redis(rig, health=service.base)  # while the publisher keeps trying
         await publisher
         await rig.publish(bus, 30)
     assert rig.ledger.failures > 0  # the publisher saw Redis go away
     assert metric(service.base, "redis_reconnects_total") >= 1
+    assert httpx.get(f"{service.base}/healthz", timeout=5).status_code == 200
     assert_clean(rig, record)
 
 
