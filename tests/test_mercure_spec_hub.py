@@ -368,6 +368,15 @@ def test_s6_6_the_stream_closes_at_the_token_exp(hub: Hub) -> None:
         assert list(StreamReader(response).follow()) == []  # it ends by itself
 
 
+def test_a_client_that_leaves_frees_its_stream(hub: Hub) -> None:
+    for _ in range(3):
+        with httpx.stream("GET", f"{hub.url}?match=t", timeout=10) as response:
+            stream = StreamReader(response)
+            stream.read_until(lambda: b"\n\n" in stream.raw)
+            assert hub.route.hub.open_streams >= 1
+    wait_until(lambda: hub.route.hub.open_streams == 0, timeout=10)
+
+
 def test_s3_heartbeats_keep_an_idle_stream_alive(hub: Hub) -> None:
     with httpx.stream("GET", f"{hub.url}?match=t", timeout=10) as response:
         stream = StreamReader(response)

@@ -23,6 +23,7 @@ bus's `maxlen` entries), earliest first, as the spec asks for a reused id.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -55,6 +56,7 @@ from sidestream.mercure_match import (
     forbidden_char,
     in_reserved_namespace,
 )
+from sidestream.servers import connection
 from sidestream.sse import Event, comment, encode
 from sidestream.tokens import MERCURE_DETAIL_TYPE, AccessTokenClaims, StreamTokens, TokenClaims
 
@@ -460,8 +462,29 @@ class MercureRoute:
         resp.set_header("Access-Control-Expose-Headers", "Mercure-Last-Event-ID")
         if answered is not None:
             resp.set_header("Mercure-Last-Event-ID", answered)
-        receive = req.scope.get("sidestream.receive")
-        resp.stream = self._stream(sub, matchers, claims, receive)
+        resp.stream = self._stream(sub, matchers, claims, self._watch(req, sub))
+
+    def _watch(self, req: falcon.asgi.Request, sub: Subscriber) -> asyncio.Task[None] | None:
+        """Notice a client that left, and drop one that stopped reading (sidestream.servers)."""
+        scope = req.scope
+        receive, send = scope.get("sidestream.receive"), scope.get("sidestream.send")
+        if receive is None or send is None:  # not the stream service's app: heartbeats only
+            return None
+        conn = connection(scope, receive, send)
+        gone = functools.partial(sub.close, drop_queue=True)
+        sub.gone = conn.gone_check()
+        watcher = None
+        if sub.gone is None:
+            watcher = asyncio.get_running_loop().create_task(conn.watch(gone))
+
+        def abort() -> None:
+            if conn.abort():  # the request was cancelled: end what it would have ended
+                self.hub.finish(sub)
+                if watcher is not None:
+                    watcher.cancel()
+
+        sub.abort = abort
+        return watcher
 
     def _wanted(
         self, update: _Update, matchers: Sequence[TopicMatcher], claims: TokenClaims | None
@@ -478,11 +501,8 @@ class MercureRoute:
         sub: Subscriber,
         matchers: Sequence[TopicMatcher],
         claims: TokenClaims | None,
-        receive: Any,
+        watcher: asyncio.Task[None] | None,
     ) -> AsyncIterator[bytes]:
-        watcher: asyncio.Task[None] | None = None
-        if receive is not None:
-            watcher = asyncio.get_running_loop().create_task(_watch(receive, sub))
         try:
             first = [comment()]
             for frame in sub.replay:
@@ -512,14 +532,6 @@ class MercureRoute:
             if watcher is not None:
                 watcher.cancel()
             self.hub.finish(sub)
-
-
-async def _watch(receive: Any, sub: Subscriber) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            sub.close(drop_queue=True)
-            return
 
 
 def _key(stream_id: str) -> tuple[int, int]:
