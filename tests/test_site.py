@@ -114,14 +114,15 @@ OVERFLOWING_CODE = """(limit) => {
   const probe = document.querySelector('.md-content pre > code');
   let fits = null;
   if (probe) {
-    const span = document.createElement('span');
-    span.style.display = 'inline';  // the theme makes a code block's line spans blocks
-    span.textContent = 'x'.repeat(limit);
-    probe.appendChild(span);
+    // A bare text node: the theme makes every span in a code block a block.
+    const text = document.createTextNode('x'.repeat(limit));
+    probe.appendChild(text);
+    const range = document.createRange();
+    range.selectNodeContents(text);
     const style = getComputedStyle(probe);
     const room = probe.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
-    fits = span.getBoundingClientRect().width <= room;
-    span.remove();
+    fits = range.getBoundingClientRect().width <= room;
+    text.remove();
   }
   return { found, fits };
 }"""
