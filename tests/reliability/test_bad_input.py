@@ -289,6 +289,28 @@ CASES = [
         body='{"data": 1, "type": "a\\nb"}',
         login=True,
     ),
+    # `close` and `reset` are the service's own events: an SSE client acts on them (the
+    # WebSocket route refuses them from clients; a publish endpoint must too).
+    Case(
+        "publish-reserved-type-close",
+        "ext",
+        "POST",
+        "/channels/{E}/events",
+        400,
+        ("close",),
+        body='{"data": 1, "type": "close"}',
+        login=True,
+    ),
+    Case(
+        "publish-reserved-type-reset",
+        "ext",
+        "POST",
+        "/channels/{E}/events",
+        400,
+        ("reset",),
+        body='{"data": 1, "type": "reset"}',
+        login=True,
+    ),
     Case(
         "publish-too-large",
         "ext",
