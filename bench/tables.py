@@ -137,7 +137,8 @@ def channels(data: dict[str, Any]) -> str:
     header = ["channels, one stream each", "events", "lost", "p50 / p99 (ms)", "events per CPU-s"]
     latency = f"{run['p50_ms']:,} / {run['p99_ms']:,}"
     cells = [run["channels"], run["events"], run["lost"]]
-    return _table(header, [[*map(_int, cells), latency, _int(run["events_per_cpu_s"])]])
+    rate, load = _int(run["events_per_cpu_s"]), _load(run.get("load_average_1min"))
+    return _table([*header, "machine load (1 min)"], [[*map(_int, cells), latency, rate, load]])
 
 
 def _bytes(value: float) -> str:
