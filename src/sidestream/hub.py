@@ -71,7 +71,15 @@ from sidestream.bus import AsyncBus, decode_live
 from sidestream.cluster_pubsub import open_pubsub
 from sidestream.cursor import format_cursor, parse_cursor, parse_stream_cursor, validate_channel
 from sidestream.errors import CursorAhead, HistoryGap, InvalidArgument, Unavailable
-from sidestream.sse import Event, comment, encode
+from sidestream.sse import Event, encode
+from sidestream.subscriber import (
+    HEARTBEAT,
+    Counters,
+    Item,
+    Subscriber,
+    close_event,
+    event_frame,
+)
 
 __all__ = [
     "HEARTBEAT",
@@ -86,9 +94,6 @@ __all__ = [
 
 log = logging.getLogger("sidestream.hub")
 
-HEARTBEAT: bytes = comment("ping")
-"""The heartbeat comment sent to an idle stream (`: ping` and a blank line)."""
-
 _HISTORY_PAGE = 1000
 _YIELD_EVERY = 64  # let subscribers write after this many messages read in one go
 # A live id more than this far ahead of Redis's clock is not taken on trust: the Stream decides.
@@ -96,66 +101,9 @@ _AHEAD_SLACK_MS = 2000
 Key = tuple[int, int]
 
 
-def close_event(reason: str, retry: int | None = None) -> bytes:
-    """The last event of a stream the server ends: `event: close` with `{"reason": ...}`.
-
-    Reasons used here: `slow-consumer`, `expired`, `shutdown`. A `retry` (milliseconds) tells
-    the client how long to wait before it reconnects. It carries no id, so the client's
-    `Last-Event-ID` stays the last event it really received.
-    """
-    return encode(Event(json.dumps({"reason": reason}), event="close", retry=retry))
-
-
-def event_frame(channel: str, event: Event) -> str:
-    """An event as one WebSocket text frame: `{"type": "event", "channel", "id", "event", "data"}`.
-
-    `id` is the event's stream id (`null` for a live-only event), `event` its type (`null` for
-    the default). The hub computes it once per event per channel and shares the `str`.
-    """
-    return json.dumps(
-        {
-            "type": "event",
-            "channel": channel,
-            "id": event.id,
-            "event": event.event,
-            "data": event.data,
-        },
-        ensure_ascii=False,
-    )
-
-
 def _reset_event(channel: str, gap: HistoryGap) -> Event:
     data = json.dumps({"channel": channel, "latest_id": gap.latest_id, "reason": gap.reason})
     return Event(data, event="reset", id=gap.latest_id)
-
-
-class _Item:
-    """One event of one channel, encoded once and shared by every subscriber's queue."""
-
-    __slots__ = ("_body", "_frame", "channel", "event", "id", "key", "wire")
-
-    def __init__(self, channel: str, event: Event, key: Key | None) -> None:
-        self.channel = channel
-        self.event = event
-        self.id = event.id
-        self.key = key
-        self.wire = encode(event)  # with its own id: what a one-channel stream sends
-        self._body: bytes | None = None
-        self._frame: str | None = None
-
-    @property
-    def frame(self) -> str:
-        """The event as a WebSocket text frame, made for the first socket that needs it."""
-        if self._frame is None:
-            self._frame = event_frame(self.channel, self.event)
-        return self._frame
-
-    @property
-    def body(self) -> bytes:
-        """The event without its id (a multi-channel stream writes its own cursor as id)."""
-        if self._body is None:
-            self._body = encode(Event(self.event.data, self.event.event))
-        return self._body
 
 
 class _Channel:
@@ -199,248 +147,6 @@ class _Channel:
     def discard(self, sub: Subscriber) -> None:
         if self.subs.pop(sub, 0) is None:
             self._snapshot = None
-
-
-class Subscriber:
-    """One client's view of the hub: a bounded queue of encoded events and a way to wait on it.
-
-    Made by [`Hub.subscribe`][sidestream.hub.Hub.subscribe]. The writer loop calls
-    [`next_chunk`][sidestream.hub.Subscriber.next_chunk] until it returns `b""`, writes each
-    chunk to the client, and calls [`Hub.finish`][sidestream.hub.Hub.finish] at the end.
-
-    Attributes:
-        channels: The channels this subscriber reads, in the order asked.
-        preamble: The bytes to send first: the `id:` of the client's position (so a client that
-            reconnects before any event arrives still resumes from here) and replayed events.
-        replay: For a subscriber made with `frames=True` (a WebSocket): the replayed events as
-            text frames, to send before those of
-            [`next_frames`][sidestream.hub.Subscriber.next_frames].
-        closed: `None` while open; then why it was closed: `"slow-consumer"`, `"expired"`,
-            `"shutdown"`, `"gone"` (the client left), `"closed"` or `"finished"`.
-        abort: Called if the subscriber was closed but its writer has not finished
-            `cutoff_grace` seconds later (a client that stopped reading): the service sets it to
-            something that drops the connection.
-        gone: If set, asked at every heartbeat whether the client has left; the subscriber is
-            then closed. (A server may not tell a writer that its client left: sending to a
-            closed connection can succeed silently.)
-    """
-
-    __slots__ = (
-        "_cursor",
-        "_direct",
-        "_final",
-        "_hub",
-        "_ping",
-        "_plain",
-        "_positions",
-        "_queue",
-        "_skip",
-        "_waiter",
-        "abort",
-        "channels",
-        "closed",
-        "finished",
-        "gone",
-        "preamble",
-        "replay",
-        "timer",
-    )
-
-    def __init__(self, hub: Hub, channels: tuple[str, ...]) -> None:
-        self._hub = hub
-        self.channels = channels
-        self._queue: list[_Item] = []
-        self._waiter: asyncio.Future[None] | None = None
-        self._ping = False
-        self._final = b""
-        self._skip: dict[str, Key] | None = None  # catching up: drop live items up to these ids
-        self._positions: dict[str, str] | None = None  # several channels: the cursor we write
-        self._cursor = ""
-        self._direct: Callable[[bytes], bool] | None = None
-        self._plain = False  # one channel and no catch-up filter: items go out as they are
-        self.closed: str | None = None
-        self.finished = False
-        self.preamble = b""
-        self.replay: tuple[str, ...] = ()
-        self.abort: Callable[[], None] | None = None
-        self.gone: Callable[[], bool] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-
-    @property
-    def cursor(self) -> str:
-        """The client's position as of the last chunk handed out (what its `Last-Event-ID` is)."""
-        if self._positions is not None:
-            return format_cursor(self.channels, self._positions)
-        return self._cursor
-
-    @property
-    def start(self) -> dict[str, str]:
-        """A `frames=True` subscriber's position in each channel when it joined (after the
-        replay): what a WebSocket client resumes from if no event arrives before it reconnects."""
-        return dict(self._positions or {})
-
-    def write_directly(self, write: Callable[[bytes], bool] | None) -> None:
-        """Let the hub hand events straight to the connection while the writer is parked.
-
-        `write(chunk)` must either write the chunk to the client at once and return True, or
-        do nothing and return False (the socket is not writable: the event is queued and the
-        writer woken as usual). Only set it once the stream's first chunk is on the wire.
-        """
-        self._direct = write
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _push(self, item: _Item) -> None:
-        # The hot path of the fan-out. A writer parked on an empty queue, with a direct path to
-        # a writable socket, gets the shared bytes at once, with no task wake-up at all.
-        direct = self._direct
-        if direct is not None and self._waiter is not None and self._plain:
-            if direct(item.wire):
-                if item.id is not None:
-                    self._cursor = item.id
-                self._hub.delivered += 1
-                return
-            if self.closed is not None:
-                return  # the writer found the client gone and closed this subscriber
-        # Otherwise: one append, one length check, one wake-up.
-        queue = self._queue
-        queue.append(item)
-        if len(queue) > self._hub.queue_size:
-            self._hub._cut_off(self)
-            return
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def close(
-        self, final: bytes = b"", *, drop_queue: bool = False, reason: str = "closed"
-    ) -> None:
-        """End the stream: after what is queued (unless `drop_queue`), send `final`, then stop.
-
-        `reason` becomes [`closed`][sidestream.hub.Subscriber] (a WebSocket maps it to its close
-        code).
-        """
-        if self.closed is not None:
-            return
-        self.closed = reason
-        self._direct = None
-        if drop_queue:
-            self._queue = []
-        self._final = final
-        self._hub._leave_channels(self)
-        self._wake()
-
-    async def next_chunk(self) -> bytes:
-        """The next bytes to write to the client; `b""` when the stream is over.
-
-        Waits until there is something: queued events (several are joined into one chunk), a
-        heartbeat, or the end. It never waits on Redis.
-        """
-        while True:
-            queue = self._queue
-            if queue:
-                self._queue = []
-                self._ping = False
-                if self._skip is None and self._positions is None:
-                    self._hub.delivered += len(queue)
-                    if len(queue) == 1:
-                        self._cursor = queue[0].id or self._cursor
-                        return queue[0].wire
-                    for item in reversed(queue):
-                        if item.id is not None:
-                            self._cursor = item.id
-                            break
-                    return b"".join([item.wire for item in queue])
-                chunk = self._render(queue)
-                if chunk:
-                    return chunk
-                continue
-            if self._ping:
-                self._ping = False
-                return HEARTBEAT
-            if self.closed is not None:
-                final, self._final = self._final, b""
-                return final
-            waiter = self._waiter = self._hub._loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-
-    async def next_frames(self) -> list[str]:
-        """The WebSocket counterpart of [`next_chunk`][sidestream.hub.Subscriber.next_chunk]:
-        the next events as text frames ([`event_frame`][sidestream.hub.event_frame]), each
-        made once per event and shared by every socket; `[]` when the socket must close
-        ([`closed`][sidestream.hub.Subscriber] says why).
-
-        Heartbeats are not returned: the server's WebSocket pings keep an idle socket alive.
-        """
-        while True:
-            queue = self._queue
-            if queue:
-                self._queue = []
-                skip = self._skip
-                if skip is None:
-                    self._hub.delivered += len(queue)
-                    return [item.frame for item in queue]
-                frames: list[str] = []
-                for item in queue:
-                    until = skip.get(item.channel) if item.key is not None else None
-                    if until is not None:
-                        assert item.key is not None
-                        if item.key <= until:
-                            continue  # already sent by the replay
-                        del skip[item.channel]
-                    frames.append(item.frame)
-                if not skip:
-                    self._skip = None
-                self._hub.delivered += len(frames)
-                if frames:
-                    return frames
-                continue
-            self._ping = False
-            if self.closed is not None:
-                return []
-            waiter = self._waiter = self._hub._loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-
-    def _render(self, queue: list[_Item]) -> bytes:
-        """The slow path: a subscriber still catching up, or one with several channels."""
-        out: list[bytes] = []
-        skip = self._skip
-        positions = self._positions
-        for item in queue:
-            if skip is not None and item.key is not None:
-                until = skip.get(item.channel)
-                if until is not None:
-                    if item.key <= until:
-                        continue  # already sent by the replay
-                    del skip[item.channel]
-                    if not skip:
-                        skip = self._skip = None
-                        self._plain = positions is None
-            if positions is None:
-                if item.id is not None:
-                    self._cursor = item.id
-                out.append(item.wire)
-            elif item.id is None:  # a live-only event: nothing to resume from
-                out.append(item.body)
-            else:
-                positions[item.channel] = item.id
-                cursor = format_cursor(self.channels, positions)
-                out.append(b"id: " + cursor.encode() + b"\n" + item.body)
-        self._hub.delivered += len(out)
-        return b"".join(out)
 
 
 @dataclass(frozen=True)
@@ -553,7 +259,7 @@ class Hub:
         self.ready_timeout = float(ready_timeout)
         self.reconnect_delay = (float(first), float(cap))
         self.ping_interval = float(ping_interval)
-        self.delivered = 0
+        self.counters = Counters()
         self.cutoffs = 0
         self.reconnects = 0
         self.replayed = 0
@@ -674,7 +380,7 @@ class Hub:
         return HubStats(
             open_streams=len(self._subscribers),
             channels=sum(1 for ch in self._channels.values() if ch.primed),
-            delivered=self.delivered,
+            delivered=self.counters.delivered,
             cutoffs=self.cutoffs,
             reconnects=self.reconnects,
             replayed=self.replayed,
@@ -717,7 +423,14 @@ class Hub:
         await self.start()
         if self.draining or self._closing:
             raise Unavailable("the service is shutting down: reconnect to another instance")
-        sub = Subscriber(self, names)
+        sub = Subscriber(
+            names,
+            loop=self._loop(),
+            counters=self.counters,
+            queue_size=self.queue_size,
+            on_overflow=self._cut_off,
+            on_close=self._leave_channels,
+        )
         acquired: list[_Channel] = []
         try:
             for name in names:
@@ -756,8 +469,7 @@ class Hub:
             sub.timer = None
         self._leave_channels(sub)
         self._subscribers.discard(sub)
-        sub._queue = []
-        sub._wake()
+        sub.discard()
 
     def expire_at(self, sub: Subscriber, when: float, final: bytes = b"") -> None:
         """Close `sub` with `final` at loop time `when` (an authorizer's expiry)."""
@@ -904,19 +616,18 @@ class Hub:
                     event = Event(event.data, event.event, format_cursor(names, current))
                 replayed.append(encode(event))
             skip[name] = parse_cursor(current[name])
-        sub._skip = skip or None
         if frames:
-            sub._positions = current  # where each channel starts (a WebSocket's "ready" frame)
-            sub.replay = tuple(replayed_frames)
-            self.delivered += len(replayed_frames)
+            # Where each channel starts: a WebSocket's "ready" frame.
+            sub.begin(skip=skip or None, positions=current, replay=tuple(replayed_frames))
+            self.counters.delivered += len(replayed_frames)
             return
-        if multi:
-            sub._positions = current
-        else:
-            sub._cursor = current[names[0]]
-            sub._plain = sub._skip is None
-        sub.preamble = head + b"".join(replayed)
-        self.delivered += len(replayed)
+        sub.begin(
+            skip=skip or None,
+            positions=current if multi else None,
+            cursor="" if multi else current[names[0]],
+            preamble=head + b"".join(replayed),
+        )
+        self.counters.delivered += len(replayed)
 
     def _reset(
         self, name: str, gap: HistoryGap, names: Sequence[str], current: dict[str, str]
@@ -1064,7 +775,7 @@ class Hub:
         try:
             events = await self._history(ch.name, ch.last_id)
         except HistoryGap as gap:
-            item = _Item(ch.name, _reset_event(ch.name, gap), parse_cursor(gap.latest_id))
+            item = Item(ch.name, _reset_event(ch.name, gap), parse_cursor(gap.latest_id))
             self._dispatch(ch, item)
             return
         self.replayed += len(events)
@@ -1103,14 +814,14 @@ class Hub:
                 return None
             event = decode_live(payload)
             if event.id is None:  # publish_live: no id, no history, no dedupe
-                self._dispatch(ch, _Item(ch.name, event, None))
+                self._dispatch(ch, Item(ch.name, event, None))
                 return None
             key = parse_cursor(event.id)
             if key <= ch.last_key:
                 return None  # already delivered (a replay and the live message overlapped)
             if self._ahead_of_redis(key):
                 return ch, key
-            self._dispatch(ch, _Item(ch.name, event, key))
+            self._dispatch(ch, Item(ch.name, event, key))
         except (ValueError, TypeError) as exc:  # not the format, a bad id or type, not UTF-8
             self._poison(live, str(exc))
         return None
@@ -1126,18 +837,18 @@ class Hub:
 
     def _deliver(self, ch: _Channel, event: Event) -> None:
         if event.id is None:  # publish_live: no id, no history, no dedupe
-            self._dispatch(ch, _Item(ch.name, event, None))
+            self._dispatch(ch, Item(ch.name, event, None))
             return
         key = parse_cursor(event.id)
         if key <= ch.last_key:
             return  # already delivered (a replay and the live message overlapped)
-        self._dispatch(ch, _Item(ch.name, event, key))
+        self._dispatch(ch, Item(ch.name, event, key))
 
-    def _dispatch(self, ch: _Channel, item: _Item) -> None:
+    def _dispatch(self, ch: _Channel, item: Item) -> None:
         if item.key is not None:
             ch.last_key, ch.last_id = item.key, item.id or ch.last_id
         for sub in ch.snapshot():
-            sub._push(item)
+            sub.push(item)
 
     async def _tick(self) -> None:
         while True:
@@ -1147,5 +858,4 @@ class Hub:
                     if sub.gone is not None and sub.gone():
                         sub.close(drop_queue=True, reason="gone")
                         continue
-                    sub._ping = True
-                    sub._wake()
+                    sub.ping()
