@@ -138,6 +138,22 @@ class LocalCluster:
         if done.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed:\n{done.stdout}{done.stderr}")
         self.wait_ok(timeout)
+        if self.replicas:
+            self._wait(self._replicas_synced, timeout, "every replica to sync with its master")
+
+    def _replicas_synced(self) -> bool:
+        slots = self._slots()
+        if any(len(entry) < 3 + self.replicas for entry in slots):
+            return False
+        for node in self.nodes:
+            client = node.client()
+            try:
+                info = client.info("replication")
+            finally:
+                client.close()
+            if info.get("role") == "slave" and info.get("master_link_status") != "up":
+                return False
+        return True
 
     def stop(self) -> None:
         """Stop every node this cluster started (by PID) and remove its directory."""
@@ -258,11 +274,43 @@ class LocalCluster:
         self.wait_ok()
         return moved
 
+    def wait_failover(self, port: int, timeout: float = 60.0) -> int:
+        """After master `port` died: wait until a replica owns its slots and the cluster is ok
+        again. Returns the new master's port."""
+        before = {slot for slot, owner in self.slot_owners().items() if owner == port}
+        self._wait(
+            lambda: port not in self.slot_owners().values(), timeout, f"{port}'s replica to win"
+        )
+        self.wait_ok(timeout)
+        now = self.slot_owners()
+        owners = {now[slot] for slot in before}
+        if len(owners) != 1:
+            raise RuntimeError(f"the slots of {port} went to several masters: {owners}")
+        return owners.pop()
+
     def kill(self, port: int) -> None:
         """SIGKILL node `port` (no shutdown, no last write to disk)."""
         node = self.node(port)
         os.kill(node.process.pid, signal.SIGKILL)
         node.process.wait(10)
+
+    def pause(self, port: int) -> None:
+        """SIGSTOP node `port`: it reads and answers nothing until `resume`."""
+        os.kill(self.node(port).process.pid, signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        """SIGCONT node `port`."""
+        os.kill(self.node(port).process.pid, signal.SIGCONT)
+
+    def cut_replication(self, master: int, replica: int) -> None:
+        """Stop `replica` and drop its link to `master`: until `resume(replica)`, what `master`
+        acknowledges stays on `master` alone (the window asynchronous replication leaves)."""
+        self.pause(replica)
+        client = self.node(master).client()
+        try:
+            _cmd(client, "CLIENT", "KILL", "TYPE", "replica")
+        finally:
+            client.close()
 
     # -- helpers -------------------------------------------------------------------------------
 
