@@ -333,6 +333,21 @@ def test_s3_limits_on_matchers_and_connections(hub: Hub) -> None:
     assert (second.status_code, second.headers["retry-after"]) == (429, "5")
 
 
+def test_the_route_is_opt_in_on_create_app() -> None:
+    def app(**options: Any) -> Any:
+        bus = AsyncBus(connect_async("memory://"), prefix=f"mercure-opt-{uuid.uuid4().hex}:")
+        return create_app(bus, authorize=authorizer(tokens(SUBSCRIBER_KEY, AUDIENCE)), **options)
+
+    settings = MercureSettings(hub_url=AUDIENCE, publisher_tokens=tokens(PUBLISHER_KEY, AUDIENCE))
+    with serve_asgi(app()) as plain, serve_asgi(app(mercure=settings)) as with_hub:
+        assert httpx.get(f"{plain}/.well-known/mercure?match=t").status_code == 404
+        refused = httpx.get(f"{with_hub}/.well-known/mercure?match=t")  # anonymous is off
+        assert (refused.status_code, refused.headers["www-authenticate"]) == (
+            401,
+            'Bearer realm="mercure"',
+        )
+
+
 def test_s3_cors_for_credentialed_subscribers() -> None:
     # s3: with credentials, Access-Control-Allow-Origin is an allowlisted origin, never `*`
     # and never reflected, with Access-Control-Allow-Credentials: true.
@@ -372,7 +387,7 @@ def test_a_client_that_leaves_frees_its_stream(hub: Hub) -> None:
     for _ in range(3):
         with httpx.stream("GET", f"{hub.url}?match=t", timeout=10) as response:
             stream = StreamReader(response)
-            stream.read_until(lambda: b"\n\n" in stream.raw)
+            stream.read_until(lambda reader=stream: b"\n\n" in reader.raw)
             assert hub.route.hub.open_streams >= 1
     wait_until(lambda: hub.route.hub.open_streams == 0, timeout=10)
 

@@ -8,7 +8,7 @@ like the reference hub, by environment variables only.
 import os
 
 from sidestream.errors import InvalidConfig
-from sidestream.mercure_hub import MercureSettings, install
+from sidestream.mercure_hub import MercureSettings
 from sidestream.service import create_app
 from sidestream.tokens import AccessTokenClaims, StreamTokens, authorizer
 
@@ -44,6 +44,5 @@ settings = MercureSettings(
 )
 # REDIS_URL names the Redis every process of the hub shares; /events stays closed
 # to anyone without a subscriber token.
-app = create_app(authorize=authorizer(subscribers))
-install(app, app.hub, settings)
+app = create_app(authorize=authorizer(subscribers), mercure=settings)
 # --8<-- [end:hub]

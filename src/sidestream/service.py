@@ -32,7 +32,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import falcon
 import falcon.asgi
@@ -49,6 +49,9 @@ from sidestream.hub import Hub, HubStats, Subscriber, close_event
 from sidestream.servers import ABORTED, connection
 from sidestream.settings import ServiceSettings
 from sidestream.websocket import PublishHook, Sockets, refuse
+
+if TYPE_CHECKING:
+    from sidestream.mercure_hub import MercureSettings
 
 __all__ = ["CURSOR_PARAM", "StreamApp", "create_app"]
 
@@ -376,6 +379,7 @@ def create_app(
     publish_timeout: float = 5.0,
     publish_concurrency: int = 8,
     fast_path: bool = True,
+    mercure: MercureSettings | None = None,
 ) -> StreamApp:
     """The stream service as a Falcon ASGI app.
 
@@ -420,6 +424,8 @@ def create_app(
         fast_path: Under uvicorn, hand events straight to its `send` and drop stalled
             connections at the TCP level ([`sidestream.servers`][]); `False` serves every
             connection through the generic adapter. Which one serves is logged once.
+        mercure: Serve a Mercure hub (draft-08) at its `hub_url`'s path, on the same hub and
+            Redis ([`sidestream.mercure_hub`][]); `None`, the default, for none.
 
     Raises:
         InvalidArgument: a setting is out of range, or `*` in `cors_origins` (checked by
@@ -456,7 +462,12 @@ def create_app(
         hub = Hub(bus or AsyncBus(connect_async()), heartbeat=heartbeat, queue_size=queue_size)
     else:
         _check_hub_conflicts(hub, bus, heartbeat, queue_size)
-    return _build(settings, hub, authorize, on_publish)
+    app = _build(settings, hub, authorize, on_publish)
+    if mercure is not None:  # opt-in: the Mercure hub route
+        from sidestream.mercure_hub import install
+
+        install(app, hub, mercure)
+    return app
 
 
 _DEFAULTS = ServiceSettings()
