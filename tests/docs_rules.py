@@ -133,6 +133,18 @@ def section_text(text: str, name: str) -> str:
     return text[start.end() : end.start()]
 
 
+JS_IMPORT = re.compile(r"^import\s+(?:\{([^}]*)\}|(\w+))\s+from\s+[^\n]+$", re.MULTILINE)
+
+
+def _js_imports(text: str) -> list[tuple[str, set[str]]]:
+    """(statement, names it binds) for each `import {a, b as c} from "..."` of a JS module."""
+    found = []
+    for match in JS_IMPORT.finditer(text):
+        names = [n.split(" as ")[-1].strip() for n in (match[1] or match[2]).split(",")]
+        found.append((match[0], {n for n in names if n}))
+    return found
+
+
 def _top_level_imports(text: str) -> list[tuple[str, set[str]]]:
     """(source of the statement, names it binds) for each module-level import of a Python file."""
     import ast
@@ -151,7 +163,7 @@ def _top_level_imports(text: str) -> list[tuple[str, set[str]]]:
 
 
 def slices_without_imports(root: Path) -> list[str]:
-    """A Python slice that uses an imported name shows that import on the same page.
+    """A Python or JavaScript slice that uses an imported name shows that import on the page.
 
     The import may be in the slice itself or in another slice of the same file on that page.
     """
@@ -159,7 +171,7 @@ def slices_without_imports(root: Path) -> list[str]:
     for page in pages(root):
         shown: dict[str, list[str]] = {}
         for inc in includes(root):
-            if inc.page == page and inc.section and inc.path.endswith(".py"):
+            if inc.page == page and inc.section and inc.path.endswith((".py", ".js", ".mjs")):
                 shown.setdefault(inc.path, []).append(inc.section)
         for path, sections in sorted(shown.items()):
             file = root / path
@@ -167,10 +179,13 @@ def slices_without_imports(root: Path) -> list[str]:
                 continue
             text = file.read_text(encoding="utf-8")
             slices = "\n".join(section_text(text, s) for s in sections)
+            python = path.endswith(".py")
+            comment = "#" if python else "//"
             code = "\n".join(
-                line for line in slices.splitlines() if not line.lstrip().startswith("#")
+                line for line in slices.splitlines() if not line.lstrip().startswith(comment)
             )
-            for statement, names in _top_level_imports(text):
+            imports = _top_level_imports(text) if python else _js_imports(text)
+            for statement, names in imports:
                 used = sorted(n for n in names if re.search(rf"(?<![\w.]){n}\b", code))
                 if used and statement not in slices:
                     problems.append(

@@ -152,6 +152,16 @@ def test_page_rules_catch_a_broken_tree(tmp_path: Path) -> None:
     assert slices_without_imports(tmp_path) == [
         "docs/one.md shows examples/ch/app.py:view using json without its import (import json)",
     ]
+    # The same for a JavaScript module's imports.
+    (tmp_path / "examples" / "ch" / "client.js").write_text(
+        'import { openStream as open } from "./stream.js";\n\n'
+        "// --8<-- [start:use]\nopen('/events');\n// --8<-- [end:use]\n"
+    )
+    (tmp_path / "docs" / "four.md").write_text('```js\n--8<-- "examples/ch/client.js:use"\n```\n')
+    assert slices_without_imports(tmp_path)[0] == (
+        "docs/four.md shows examples/ch/client.js:use using open without its import "
+        '(import { openStream as open } from "./stream.js";)'
+    )
     assert analysis_words(tmp_path) == [
         "docs/three.md:1: 'The seed'",
         "examples/ch/app.py:9: 'The seed'",
