@@ -515,14 +515,68 @@ def soak(data: dict[str, Any]) -> str:
     return f"{footprint}\n\n{run}"
 
 
+def processes(data: dict[str, Any]) -> str:
+    """bench/processes.py: the service on 1 and N processes, median round of each."""
+    rows = [
+        [
+            run["processes"],
+            _int(run["subscribers_per_process"] * run["processes"]),
+            _int(run["deliveries_per_s"]),
+            f"{run['speedup']:.2f}x",
+            f"{run['p50_ms']:,} / {run['p99_ms']:,}",
+            _int(run["rounds_lost"]),
+            _int(run["deliveries_per_server_cpu_s"]),
+            f"{run['cores_busy']:.2f}",
+            _load(run["load_average_1min"]),
+        ]
+        for run in data["summary"]
+    ]
+    header = [
+        "service processes",
+        "streams",
+        "deliveries per second",
+        "vs one process",
+        "p50 / p99 while draining the burst (ms)",
+        "lost (all rounds)",
+        "deliveries per server CPU-s",
+        "cores busy (servers + load generator)",
+        "machine load (1 min)",
+    ]
+    return _table(header, rows)
+
+
+def cluster_publish(data: dict[str, Any]) -> str:
+    """bench/cluster_publish.py: the bus's publish script on 1 and 3 shards, median round."""
+    rows = [
+        [
+            run["shards"],
+            _int(run["publishes_per_s"]),
+            _int(run["publishes_per_s_core_each"]),
+            " / ".join(_int(n) for n in run["per_shard"]),
+            _load(run["load_average_1min"]),
+        ]
+        for run in data["summary"]
+    ]
+    header = [
+        "shards (masters)",
+        "publishes per second (this machine)",
+        "publishes per second if each shard has a core",
+        "publishes per shard",
+        "machine load (1 min)",
+    ]
+    return _table(header, rows)
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "capacity": capacity,
     "channels": channels,
+    "cluster_publish": cluster_publish,
     "fanout": fanout,
     "guarantees": guarantees,
     "longpoll": longpoll,
     "mercure": mercure,
     "platforms": platforms,
+    "processes": processes,
     "redis_shard": redis_shard,
     "servers": servers,
     "soak": soak,

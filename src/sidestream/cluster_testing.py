@@ -73,7 +73,8 @@ class LocalCluster:
     """A Redis Cluster of `masters` masters with `replicas` replicas each, on loopback.
 
     Args:
-        masters: Masters (slot owners); at least 3, as `redis-cli --cluster create` asks.
+        masters: Masters (slot owners): 1 (every slot on one node, a baseline), or 3 or more
+            (`redis-cli --cluster create`).
         replicas: Replicas per master (for failover tests).
         node_timeout: `cluster-node-timeout` in ms: how long a silent master has before its
             replica is promoted.
@@ -132,11 +133,20 @@ class LocalCluster:
             self.nodes.append(Node(port, process, directory))
         for node in self.nodes:
             self._wait(lambda node=node: self._answers(node), timeout, f"{node.address} to start")
-        create = [REDIS_CLI, "--cluster", "create", *(n.address for n in self.nodes)]
-        create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
-        done = subprocess.run(create, capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0:
-            raise RuntimeError(f"redis-cli --cluster create failed:\n{done.stdout}{done.stderr}")
+        if self.count == 1:  # one shard (a baseline): redis-cli creates 3 masters or more
+            client = self.nodes[0].client()
+            try:
+                _cmd(client, "CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+            finally:
+                client.close()
+        else:
+            create = [REDIS_CLI, "--cluster", "create", *(n.address for n in self.nodes)]
+            create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+            done = subprocess.run(create, capture_output=True, text=True, timeout=timeout)
+            if done.returncode != 0:
+                raise RuntimeError(
+                    f"redis-cli --cluster create failed:\n{done.stdout}{done.stderr}"
+                )
         self.wait_ok(timeout)
         if self.replicas:
             self._wait(self._replicas_synced, timeout, "every replica to sync with its master")
