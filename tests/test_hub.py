@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis.backoff
 
-import sidestream.hub as hub_module
 from sidestream.bus import AsyncBus, connect_async
 from sidestream.errors import InvalidArgument, InvalidChannel, InvalidCursor, Unavailable
 from sidestream.hub import HEARTBEAT, Hub, Subscriber, close_event, parse_stream_cursor
@@ -212,13 +212,14 @@ async def test_reconnect_replays_what_was_published_while_disconnected(
     bus: AsyncBus, backend_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Full delay every time, so the events below are published while the hub is away.
-    monkeypatch.setattr(hub_module, "random", types.SimpleNamespace(uniform=lambda a, b: b))
+    # (The listener waits with redis-py's FullJitterBackoff, which draws with random.uniform.)
+    monkeypatch.setattr(redis.backoff, "random", types.SimpleNamespace(uniform=lambda a, b: b))
     async with Hub(bus, heartbeat=60, reconnect_delay=(0.3, 0.3)) as hub:
         sub = await hub.subscribe(["r"])
         before = await hub.subscribe(["r"])
         one = await bus.publish("r", "1")
         assert [e.data for e in await read(sub, 1)] == ["1"]
-        session: Any = hub._session
+        session: Any = hub.listener.session
         await session.pubsub.connection.disconnect()
         await bus.publish("r", "2")
         await bus.publish("r", "3")

@@ -60,17 +60,16 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from sidestream.bus import AsyncBus, decode_live
-from sidestream.cluster_pubsub import open_pubsub
 from sidestream.cursor import format_cursor, parse_cursor, parse_stream_cursor, validate_channel
 from sidestream.errors import CursorAhead, HistoryGap, InvalidArgument, Unavailable
+from sidestream.listener import Listener, PubSubListener
 from sidestream.sse import Event, encode
 from sidestream.subscriber import (
     HEARTBEAT,
@@ -109,7 +108,6 @@ def _reset_event(channel: str, gap: HistoryGap) -> Event:
 class _Channel:
     __slots__ = (
         "_snapshot",
-        "expect",
         "joining",
         "last_id",
         "last_key",
@@ -128,7 +126,6 @@ class _Channel:
         self._snapshot: tuple[Subscriber, ...] | None = ()
         self.joining = 0  # subscribers waiting for `ready`
         self.ready = ready  # done once subscribed and the start position is known
-        self.expect = 0  # the SUBSCRIBE (by count in this session) whose confirmation we await
         self.primed = False
         self.stale = False  # the connection dropped: replay from last_id when subscribed again
         self.last_key: Key = (0, 0)
@@ -187,19 +184,26 @@ class HubStats:
         return self.connected and self.reader_alive
 
 
-class _Session:
-    """One pub/sub connection's life: from connect to the first error."""
+class _Host:
+    """The hub as its listener sees it ([`ListenerHost`][sidestream.listener.ListenerHost])."""
 
-    def __init__(self, pubsub: Any) -> None:
-        self.pubsub = pubsub
-        self.sent: dict[str, int] = {}
-        self.confirmed: dict[str, int] = {}
-        self.alive = True
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
 
-    async def reconnected(self, connection: Any) -> None:
-        """Any later (re)connect, even one redis-py makes by itself, means messages may have
-        been missed: end the session so the reader starts a clean one and replays."""
-        self.alive = False
+    def wanted(self) -> list[str]:
+        return [ch.live for ch in self.hub._channels.values()]
+
+    def is_wanted(self, live: str) -> bool:
+        return live in self.hub._by_live
+
+    def on_message(self, live: bytes | str, payload: bytes | str) -> Awaitable[None] | None:
+        return self.hub._on_message(live, payload)
+
+    async def on_subscribed(self, live: str) -> None:
+        await self.hub._on_subscribed(live)
+
+    def on_lost(self) -> None:
+        self.hub._on_lost()
 
 
 class Hub:
@@ -261,18 +265,19 @@ class Hub:
         self.ping_interval = float(ping_interval)
         self.counters = Counters()
         self.cutoffs = 0
-        self.reconnects = 0
         self.replayed = 0
         self.poison_messages = 0
-        self.reader_restarts = 0
-        self._redis_clock: tuple[int, float] | None = None  # (Redis ms, loop time) at connect
         self._redis_commands = redis_commands
         self._slots: asyncio.Semaphore | None = None
         self._channels: dict[str, _Channel] = {}
         self._by_live: dict[str, _Channel] = {}
         self._subscribers: set[Subscriber] = set()
-        self._session: _Session | None = None
-        self._send_lock: asyncio.Lock | None = None
+        self.listener: Listener = PubSubListener(
+            bus.redis,
+            _Host(self),
+            ping_interval=self.ping_interval,
+            reconnect_delay=self.reconnect_delay,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._event_loop: asyncio.AbstractEventLoop | None = None
@@ -294,28 +299,8 @@ class Hub:
             raise RuntimeError("this hub was closed; make a new one")
         self._event_loop = asyncio.get_running_loop()
         self._slots = asyncio.Semaphore(self._redis_commands)
-        self._send_lock = asyncio.Lock()
-        self._tasks = [
-            self._start_reader(),
-            asyncio.create_task(self._tick(), name="sidestream-hub-heartbeat"),
-        ]
-
-    def _start_reader(self) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._run(), name="sidestream-hub-reader")
-        task.add_done_callback(self._reader_ended)
-        return task
-
-    def _reader_ended(self, task: asyncio.Task[None]) -> None:
-        """A reader must never end while the hub runs: if it did anyway, start another."""
-        if self._closing or task.cancelled():
-            return
-        error = task.exception()
-        log.error("the hub's reader ended unexpectedly; starting it again", exc_info=error)
-        self.reader_restarts += 1
-        for ch in self._channels.values():
-            ch.stale = ch.primed
-        if self._tasks and self._tasks[0] is task:
-            self._tasks[0] = self._start_reader()
+        self.listener.start()
+        self._tasks = [asyncio.create_task(self._tick(), name="sidestream-hub-heartbeat")]
 
     async def __aenter__(self) -> Hub:
         await self.start()
@@ -360,15 +345,19 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
-        session, self._session = self._session, None
-        if session is not None:
-            if session.alive and session.pubsub.channels:
-                # Closing drops the subscriptions on Redis anyway, but not on fakeredis.
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(session.pubsub.unsubscribe(), 1.0)
-            await self._close_session(session)
+        await self.listener.aclose()
 
     # -- subscribers ---------------------------------------------------------------------------
+
+    @property
+    def reconnects(self) -> int:
+        """Times the pub/sub connection was lost and opened again (the listener counts)."""
+        return self.listener.reconnects
+
+    @property
+    def delivered(self) -> int:
+        """Events handed to writers (one per event per subscriber)."""
+        return self.counters.delivered
 
     @property
     def open_streams(self) -> int:
@@ -382,13 +371,13 @@ class Hub:
             channels=sum(1 for ch in self._channels.values() if ch.primed),
             delivered=self.counters.delivered,
             cutoffs=self.cutoffs,
-            reconnects=self.reconnects,
+            reconnects=self.listener.reconnects,
             replayed=self.replayed,
-            connected=self._session is not None and self._session.alive,
+            connected=self.listener.connected,
             poison_messages=self.poison_messages,
             invalid_entries=self.bus.invalid_entries,
-            reader_restarts=self.reader_restarts,
-            reader_alive=bool(self._tasks) and not self._tasks[0].done(),
+            reader_restarts=self.listener.restarts,
+            reader_alive=self.listener.alive,
         )
 
     async def subscribe(
@@ -519,7 +508,7 @@ class Hub:
             self._channels[name] = ch
             self._by_live[live] = ch
             ch.joining += 1
-            self._spawn(self._send("SUBSCRIBE", ch))
+            self._spawn(self.listener.subscribe(live))
         else:
             ch.joining += 1
         if not ch.ready.done():
@@ -543,35 +532,12 @@ class Hub:
         if not ch.ready.done():
             ch.ready.cancel()
         if not self._closing:
-            self._spawn(self._send("UNSUBSCRIBE", ch))
+            self._spawn(self.listener.unsubscribe(ch.live))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _send(self, command: str, ch: _Channel) -> None:
-        """Send SUBSCRIBE or UNSUBSCRIBE on the current session, in call order."""
-        assert self._send_lock is not None
-        async with self._send_lock:
-            session = self._session
-            if session is None or not session.alive:
-                return  # the next session subscribes to every channel in self._channels
-            if command == "SUBSCRIBE":
-                if self._channels.get(ch.name) is not ch:
-                    return
-                count = session.sent[ch.name] = session.sent.get(ch.name, 0) + 1
-                ch.expect = count
-            elif ch.name in self._channels:
-                return  # wanted again before we got to unsubscribe
-            try:
-                if command == "SUBSCRIBE":
-                    await session.pubsub.subscribe(ch.live)
-                else:
-                    await session.pubsub.unsubscribe(ch.live)
-            except (RedisError, OSError) as exc:
-                log.warning("%s %s failed: %s", command, ch.live, exc)
-                session.alive = False
 
     async def _catch_up(
         self, sub: Subscriber, start: dict[str, str], positions: dict[str, str], frames: bool
@@ -648,113 +614,11 @@ class Hub:
             assert page[-1].id is not None
             after = page[-1].id
 
-    # -- the reader ----------------------------------------------------------------------------
+    # -- what the listener reports -------------------------------------------------------------
 
-    async def _run(self) -> None:
-        attempt = 0
-        first, cap = self.reconnect_delay
-        while not self._closing:
-            session: _Session | None = None
-            try:
-                session = await self._open_session()
-                attempt = 0
-                await self._read(session)
-            except (RedisError, OSError, TimeoutError) as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    # redis-py may turn a cancellation into a TimeoutError: stop all the same.
-                    raise asyncio.CancelledError from exc
-                log.warning("Redis pub/sub connection lost: %s", exc)
-            except Exception as exc:
-                # A bug, or something no one foresaw: never let it stop delivery for good.
-                log.error("the hub's reader failed; restarting it: %s", exc, exc_info=exc)
-                self.reader_restarts += 1
-            finally:
-                if session is not None:
-                    session.alive = False
-                    if self._session is session:
-                        self._session = None
-                    await self._close_session(session)
-            if self._closing:
-                return
-            self.reconnects += 1
-            for ch in self._channels.values():
-                ch.stale = ch.primed
-            delay = random.uniform(0, min(cap, first * 2**attempt))
-            attempt += 1
-            await asyncio.sleep(delay)
-
-    async def _open_session(self) -> _Session:
-        # One node: one PubSub. Redis Cluster: SSUBSCRIBE over one connection per master.
-        pubsub: Any = open_pubsub(self.bus.redis)
-        session = _Session(pubsub)
-        assert self._send_lock is not None
-        try:
-            await pubsub.connect()
-            pubsub.connection.register_connect_callback(session.reconnected)
-            await self._read_redis_clock()
-            # Holding the lock: a channel added meanwhile is subscribed once this session is
-            # in place, by its own SUBSCRIBE.
-            async with self._send_lock:
-                lives = [ch.live for ch in self._channels.values()]
-                for ch in self._channels.values():
-                    session.sent[ch.name] = ch.expect = 1
-                if lives:
-                    await pubsub.subscribe(*lives)
-                self._session = session
-        except BaseException:
-            session.alive = False
-            await self._close_session(session)
-            raise
-        return session
-
-    async def _close_session(self, session: _Session) -> None:
-        connection = session.pubsub.connection
-        if connection is not None:
-            connection.deregister_connect_callback(session.reconnected)
-        with contextlib.suppress(Exception):
-            await session.pubsub.aclose()
-
-    async def _read(self, session: _Session) -> None:
-        loop = self._loop()
-        pubsub = session.pubsub
-        task = asyncio.current_task()
-        last_heard = loop.time()
-        pinged = False
-        handled = 0
-        while session.alive and not self._closing:
-            message = await pubsub.get_message(timeout=self.ping_interval)
-            if not session.alive:
-                return
-            now = loop.time()
-            if message is None:
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError  # get_message swallowed it while waiting
-                if now - last_heard >= self.ping_interval:
-                    if pinged:
-                        raise TimeoutError(f"no answer to PING in {self.ping_interval:g}s")
-                    await pubsub.ping()
-                    pinged = True
-                continue
-            last_heard, pinged = now, False
-            kind = message["type"]
-            if kind == "message":
-                doubtful = self._on_message(message["channel"], message["data"])
-                if doubtful is not None:
-                    await self._check_against_stream(*doubtful)
-                handled += 1
-                if handled % _YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
-            elif kind == "subscribe":
-                await self._on_subscribed(session, message["channel"])
-
-    async def _on_subscribed(self, session: _Session, live: bytes | str) -> None:
-        live_name = live.decode() if isinstance(live, bytes) else live
-        ch = self._by_live.get(live_name)
-        if ch is None:
-            return
-        count = session.confirmed[ch.name] = session.confirmed.get(ch.name, 0) + 1
-        if count < ch.expect or ch.ready.cancelled():
+    async def _on_subscribed(self, live: str) -> None:
+        ch = self._by_live.get(live)
+        if ch is None or ch.ready.cancelled():
             return
         if not ch.primed:
             assert self._slots is not None
@@ -770,6 +634,10 @@ class Hub:
             ch.stale = False
             await self._replay(ch)
 
+    def _on_lost(self) -> None:
+        for ch in self._channels.values():
+            ch.stale = ch.primed
+
     async def _replay(self, ch: _Channel) -> None:
         """After a reconnect: deliver what was published on `ch` while we were away."""
         try:
@@ -782,31 +650,15 @@ class Hub:
         for event in events:
             self._deliver(ch, event)
 
-    async def _read_redis_clock(self) -> None:
-        try:
-            seconds, micros = await self.bus.redis.time()
-        except (RedisError, OSError, ValueError, TypeError):
-            self._redis_clock = None  # no clock: every live id is taken on trust, as before
-            return
-        self._redis_clock = (int(seconds) * 1000 + int(micros) // 1000, self._loop().time())
-
-    def _ahead_of_redis(self, key: Key) -> bool:
-        """True when `key` is further ahead of Redis's own clock than any XADD could make it."""
-        clock = self._redis_clock
-        if clock is None:
-            return False
-        now_ms = clock[0] + (self._loop().time() - clock[1]) * 1000
-        return key[0] > now_ms + _AHEAD_SLACK_MS
-
     def _poison(self, live: bytes | str, why: str) -> None:
         self.poison_messages += 1
         log.warning("skipping a message on %r that sidestream did not publish: %s", live, why)
 
-    def _on_message(self, live: bytes | str, payload: bytes | str) -> tuple[_Channel, Key] | None:
+    def _on_message(self, live: bytes | str, payload: bytes | str) -> Awaitable[None] | None:
         """Deliver one live message, or skip it (logged and counted) if it is not the bus's.
 
-        Returns the channel and id of a message whose id is too far ahead to take on trust:
-        the reader then asks the Stream (`_check_against_stream`).
+        Returns a check against the Stream for a message whose id is too far ahead to take on
+        trust: the listener awaits it before it reads on.
         """
         try:
             ch = self._by_live.get(live.decode() if isinstance(live, bytes) else live)
@@ -819,8 +671,8 @@ class Hub:
             key = parse_cursor(event.id)
             if key <= ch.last_key:
                 return None  # already delivered (a replay and the live message overlapped)
-            if self._ahead_of_redis(key):
-                return ch, key
+            if self.listener.ahead_of_redis(key):
+                return self._check_against_stream(ch, key)
             self._dispatch(ch, Item(ch.name, event, key))
         except (ValueError, TypeError) as exc:  # not the format, a bad id or type, not UTF-8
             self._poison(live, str(exc))
