@@ -93,6 +93,9 @@ SERVERS = [
     server("uWSGI", "WSGI", "uwsgi",
            "{bin}/uwsgi --http-socket 127.0.0.1:{port} --module wsgi_app:app --master"
            " --processes 1 --threads 8 --die-on-term"),
+    server("uWSGI without --die-on-term", "WSGI", "uwsgi",
+           "{bin}/uwsgi --http-socket 127.0.0.1:{port} --module wsgi_app:app --master"
+           " --processes 1 --threads 8"),
     server("gunicorn asgi", "ASGI", "gunicorn", f"{GUNICORN} asgi asgi_app:app"),
     server("uvicorn", "ASGI", "uvicorn", f"{UVICORN} asgi_app:app"),
     server("uvicorn, graceful timeout 5 s", "ASGI", "uvicorn",
@@ -424,7 +427,8 @@ async def check_sigterm(process: Running, bound: float) -> dict[str, Any]:
     if exit_s is None:
         process.stop()
     await asyncio.wait_for(readers, bound + 10)
-    ended = [round(s.ended - sent, 2) if s.ended else None for s in streams]
+    # When each stream ended, if it did within the bound (not when the kill closed it).
+    ended = [round(s.ended - sent, 2) if 0 < s.ended - sent <= bound else None for s in streams]
     for s in streams:
         s.close()
     return {

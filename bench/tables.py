@@ -326,9 +326,12 @@ def _disconnect(row: dict[str, Any]) -> str:
 
 def _sigterm(row: dict[str, Any]) -> str:
     term = row["sigterm"]
+    ended = [e for e in term["streams_ended_s"] if e is not None]
+    if not term["exited"] and len(ended) == len(term["streams_ended_s"]):
+        cut = _seconds(max(ended))
+        return f"keeps running: streams cut at {cut}, killed at {term['bound_s']:g} s"
     if not term["exited"]:
         return f"hangs (killed at {term['bound_s']:g} s)"
-    ended = [e for e in term["streams_ended_s"] if e is not None]
     streams = "" if len(ended) == len(term["streams_ended_s"]) else ", a stream stays open"
     return f"exits in {_seconds(term['exit_s'])}{streams}"
 

@@ -127,7 +127,7 @@ def test_smoke_gunicorn_sync_streams_but_holds_no_stream_beside_the_api() -> Non
 @pytest.mark.slow
 def test_smoke_uvicorn_holds_the_bound_and_hangs_on_sigterm_without_a_graceful_timeout() -> None:
     checks = ["flow", "holds", "disconnect", "sigterm"]
-    row = servers.measure(by_name("uvicorn"), VENV, checks, options(bound=8, term_bound=4))
+    row = servers.measure(by_name("uvicorn"), VENV, checks, options(bound=8, term_bound=4, stall=5))
     assert row["status"] == "ran", row
     assert row["flow"]["flows"]
     assert (row["holds"]["holds"], row["holds"]["reached_bound"]) == (8, True)
@@ -186,3 +186,5 @@ def test_the_cells_say_what_was_measured() -> None:
     assert tables._sigterm(ran) == "hangs (killed at 40 s)"
     ran["sigterm"] = {"exited": True, "exit_s": 0.05, "streams_ended_s": [0.01, None]}
     assert tables._sigterm(ran) == "exits in 50 ms, a stream stays open"
+    ran["sigterm"] = {"exited": False, "bound_s": 40.0, "streams_ended_s": [0.01, 0.02]}
+    assert tables._sigterm(ran) == "keeps running: streams cut at 20 ms, killed at 40 s"
