@@ -56,7 +56,7 @@ import logging
 import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Final, ParamSpec, TypeAlias
 from urllib.parse import urlencode, urlsplit
 
@@ -139,86 +139,6 @@ _MAX_LONGPOLL_LIMIT: Final = 10_000
 
 
 @dataclass(frozen=True)
-class ConfigKey:
-    """One `app.config` key the extension reads.
-
-    Attributes:
-        name: The key, e.g. `SIDESTREAM_REDIS_URL`.
-        default: The default, as the docs show it.
-        meaning: What it sets.
-    """
-
-    name: str
-    default: str
-    meaning: str
-
-
-CONFIG_KEYS: Final[tuple[ConfigKey, ...]] = (
-    ConfigKey(
-        "SIDESTREAM_REDIS_URL",
-        "env `REDIS_URL`; required",
-        "Redis to publish to and wait on (`redis://`, `rediss://`, `unix://`); `memory://` is the "
-        "embedded fakeredis, only when asked for. Pool options go in the query: "
-        "`?max_connections=200`.",
-    ),
-    ConfigKey(
-        "SIDESTREAM_KEY_PREFIX",
-        "`sidestream:`",
-        "Prefix of every Redis key and pub/sub channel; the stream service must use the same.",
-    ),
-    ConfigKey(
-        "SIDESTREAM_HISTORY_MAXLEN",
-        "`1000`",
-        "Events kept per channel (approximately) for clients that resume.",
-    ),
-    ConfigKey(
-        "SIDESTREAM_MAX_DATA_BYTES",
-        "`65536`",
-        "Largest event data; a bigger `publish` raises `PayloadTooLarge` (413).",
-    ),
-    ConfigKey(
-        "SIDESTREAM_TOKEN_KEY",
-        "env `SIDESTREAM_TOKEN_KEY`, else none",
-        "HS256 key (32 bytes or more) shared with the stream service. Without it, issuing a "
-        "token raises `InvalidConfig`.",
-    ),
-    ConfigKey(
-        "SIDESTREAM_TOKEN_AUDIENCE",
-        "`sidestream`",
-        "The tokens' `aud` claim; the service requires the same.",
-    ),
-    ConfigKey(
-        "SIDESTREAM_TOKEN_TTL",
-        "`300`",
-        "Seconds a stream token lives.",
-    ),
-    ConfigKey(
-        "SIDESTREAM_STREAM_URL",
-        "none",
-        "The service's `/events` URL (absolute, or a path on this site). When set, a token "
-        "endpoint also answers with a ready `url`.",
-    ),
-    ConfigKey(
-        "SIDESTREAM_LONGPOLL_PREFIX",
-        "`/poll`",
-        "Where the long-poll blueprint answers `GET <prefix>/<channel>`; `None` registers no "
-        "blueprint.",
-    ),
-    ConfigKey(
-        "SIDESTREAM_LONGPOLL_LIMIT",
-        "`100`",
-        "Most events in one long-poll answer (the client gets the rest at once on its next poll).",
-    ),
-    ConfigKey(
-        "SIDESTREAM_JSON_ERRORS",
-        "`True`",
-        "Register JSON 4xx handlers for the library's errors raised in any view.",
-    ),
-)
-"""Every key the extension reads; any other `SIDESTREAM_*` key is refused as a likely typo."""
-
-
-@dataclass(frozen=True)
 class Settings:
     """The checked configuration of one app (see [`CONFIG_KEYS`][sidestream.flask.CONFIG_KEYS])."""
 
@@ -238,7 +158,8 @@ class Settings:
     def from_config(
         cls, config: Mapping[str, Any], environ: Mapping[str, str] | None = None
     ) -> Settings:
-        """Read and check the `SIDESTREAM_*` keys of `config`.
+        """Read and check the `SIDESTREAM_*` keys of `config`, as
+        [`CONFIG_KEYS`][sidestream.flask.CONFIG_KEYS] says (the one table of keys).
 
         Args:
             config: `app.config`, or any mapping.
@@ -261,101 +182,84 @@ class Settings:
                     else "the settings are " + ", ".join(known)
                 )
                 raise InvalidConfig(f"{name} is not a sidestream setting: {hint}")
-        defaults = cls(redis_url=MEMORY_URL)
-        url = _url(config.get("SIDESTREAM_REDIS_URL") or env.get("REDIS_URL") or None)
-        token_key = config.get("SIDESTREAM_TOKEN_KEY") or env.get(KEY_ENV) or None
-        if token_key is not None and not isinstance(token_key, str | bytes):
-            raise InvalidConfig(
-                f"SIDESTREAM_TOKEN_KEY must be a str, not {type(token_key).__name__}"
-            )
-        audience = config.get("SIDESTREAM_TOKEN_AUDIENCE", defaults.token_audience)
-        if not isinstance(audience, str) or not audience:
-            raise InvalidConfig(
-                f"SIDESTREAM_TOKEN_AUDIENCE must be a non-empty str (the service's name), "
-                f"not {audience!r}"
-            )
-        prefix = config.get("SIDESTREAM_KEY_PREFIX", defaults.key_prefix)
-        if not isinstance(prefix, str):
-            raise InvalidConfig(
-                f"SIDESTREAM_KEY_PREFIX must be a str like 'myapp:', not {prefix!r}"
-            )
-        json_errors = config.get("SIDESTREAM_JSON_ERRORS", defaults.json_errors)
-        if not isinstance(json_errors, bool):
-            raise InvalidConfig(
-                f"SIDESTREAM_JSON_ERRORS must be True or False, not {json_errors!r}"
-            )
-        return cls(
-            redis_url=url,
-            key_prefix=prefix,
-            history_maxlen=_int(config, "SIDESTREAM_HISTORY_MAXLEN", defaults.history_maxlen),
-            max_data_bytes=_int(config, "SIDESTREAM_MAX_DATA_BYTES", defaults.max_data_bytes),
-            token_key=token_key,
-            token_audience=audience,
-            token_ttl=_seconds(config, "SIDESTREAM_TOKEN_TTL", defaults.token_ttl),
-            stream_url=_stream_url(config.get("SIDESTREAM_STREAM_URL")),
-            longpoll_prefix=_prefix(
-                config.get("SIDESTREAM_LONGPOLL_PREFIX", defaults.longpoll_prefix)
-            ),
-            longpoll_limit=_int(
-                config, "SIDESTREAM_LONGPOLL_LIMIT", defaults.longpoll_limit, _MAX_LONGPOLL_LIMIT
-            ),
-            json_errors=json_errors,
-        )
+        return cls(**{key.setting: key.read(config, env) for key in CONFIG_KEYS})
 
 
-def _url(value: object) -> str:
+_DEFAULTS: Final = {f.name: f.default for f in fields(Settings)}
+
+
+def _url(name: str, value: object) -> str:
     if value is None:
         raise InvalidConfig(
-            "SIDESTREAM_REDIS_URL is not set (nor REDIS_URL): set it to your Redis, like "
+            f"{name} is not set (nor REDIS_URL): set it to your Redis, like "
             "'redis://host:6379/0', or to 'memory://' for the embedded fakeredis server of this "
             "one process (for trying and testing only)"
         )
     if not isinstance(value, str):
         raise InvalidConfig(
-            f"SIDESTREAM_REDIS_URL must be a str URL like 'redis://localhost:6379/0', not {value!r}"
+            f"{name} must be a str URL like 'redis://localhost:6379/0', not {value!r}"
         )
     if value != MEMORY_URL and urlsplit(value).scheme not in _REDIS_SCHEMES:
         raise InvalidConfig(
-            f"SIDESTREAM_REDIS_URL {value!r} is not a Redis URL: use redis://host:port/db, "
+            f"{name} {value!r} is not a Redis URL: use redis://host:port/db, "
             "rediss:// (TLS), unix:///path/to/socket, or memory:// for the embedded fakeredis"
         )
     return value
 
 
-def _int(config: Mapping[str, Any], name: str, default: int, maximum: int | None = None) -> int:
-    value = config.get(name, default)
-    if (
-        not isinstance(value, int)
-        or isinstance(value, bool)
-        or value < 1
-        or (maximum is not None and value > maximum)
-    ):
-        upper = f" and <= {maximum}" if maximum is not None else ""
-        raise InvalidConfig(f"{name} must be an int >= 1{upper}, not {value!r}")
+def _key_prefix(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidConfig(f"{name} must be a str like 'myapp:', not {value!r}")
     return value
 
 
-def _seconds(config: Mapping[str, Any], name: str, default: float) -> float:
-    value = config.get(name, default)
+def _count(maximum: int | None = None) -> Callable[[str, object], int]:
+    def check(name: str, value: object) -> int:
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < 1
+            or (maximum is not None and value > maximum)
+        ):
+            upper = f" and <= {maximum}" if maximum is not None else ""
+            raise InvalidConfig(f"{name} must be an int >= 1{upper}, not {value!r}")
+        return value
+
+    return check
+
+
+def _token_key(name: str, value: object) -> str | bytes | None:
+    if value is not None and not isinstance(value, str | bytes):
+        raise InvalidConfig(f"{name} must be a str, not {type(value).__name__}")
+    return value
+
+
+def _audience(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidConfig(f"{name} must be a non-empty str (the service's name), not {value!r}")
+    return value
+
+
+def _seconds(name: str, value: object) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 1:
         raise InvalidConfig(f"{name} must be a number of seconds >= 1, not {value!r}")
     return float(value)
 
 
-def _stream_url(value: object) -> str | None:
+def _stream_url(name: str, value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not (
         value.startswith("/") or urlsplit(value).scheme in ("http", "https")
     ):
         raise InvalidConfig(
-            f"SIDESTREAM_STREAM_URL must be the service's events URL, like "
+            f"{name} must be the service's events URL, like "
             f"'https://stream.example.com/events' or '/events', not {value!r}"
         )
     return value
 
 
-def _prefix(value: object) -> str | None:
+def _path_prefix(name: str, value: object) -> str | None:
     if value is None:
         return None
     if (
@@ -365,10 +269,103 @@ def _prefix(value: object) -> str | None:
         or any(c in value for c in "<>?#")
     ):
         raise InvalidConfig(
-            f"SIDESTREAM_LONGPOLL_PREFIX must be a path like '/poll' (a leading '/', no trailing "
+            f"{name} must be a path like '/poll' (a leading '/', no trailing "
             f"'/'), or None for no long-poll blueprint, not {value!r}"
         )
     return value
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidConfig(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One `app.config` key the extension reads: the one place that says what it is called,
+    which [`Settings`][sidestream.flask.Settings] field it sets, how it is checked and what
+    the docs show.
+
+    Attributes:
+        name: The key, e.g. `SIDESTREAM_REDIS_URL`.
+        default: The default, as the docs show it (derived from `Settings` unless given).
+        meaning: What it sets.
+        setting: The `Settings` field it sets.
+        env: An environment variable read when the key is unset or empty.
+    """
+
+    name: str
+    default: str
+    meaning: str
+    setting: str = ""
+    env: str | None = None
+    check: Callable[[str, Any], Any] = field(default=_key_prefix, repr=False, compare=False)
+
+    def read(self, config: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
+        """The key's checked value from `config` (else the environment, else the default)."""
+        default = _DEFAULTS[self.setting]
+        raw = config.get(self.name, None if default is MISSING else default)
+        if self.env is not None:
+            raw = raw or environ.get(self.env) or None
+        return self.check(self.name, raw)
+
+
+def _key(
+    name: str,
+    field_name: str,
+    check: Callable[[str, Any], Any],
+    meaning: str,
+    *,
+    env: str | None = None,
+    shown: str | None = None,
+) -> ConfigKey:
+    if shown is None:
+        default = _DEFAULTS[field_name]
+        shown = (
+            "none"
+            if default is None
+            else f"`{default:g}`"
+            if isinstance(default, float)
+            else f"`{default}`"
+        )
+    return ConfigKey(name, shown, meaning, field_name, env, check)
+
+
+CONFIG_KEYS: Final[tuple[ConfigKey, ...]] = (
+    _key("SIDESTREAM_REDIS_URL", "redis_url", _url,
+         "Redis to publish to and wait on (`redis://`, `rediss://`, `unix://`); `memory://` is "
+         "the embedded fakeredis, only when asked for. Pool options go in the query: "
+         "`?max_connections=200`.",
+         env="REDIS_URL", shown="env `REDIS_URL`; required"),
+    _key("SIDESTREAM_KEY_PREFIX", "key_prefix", _key_prefix,
+         "Prefix of every Redis key and pub/sub channel; the stream service must use the same."),
+    _key("SIDESTREAM_HISTORY_MAXLEN", "history_maxlen", _count(),
+         "Events kept per channel (approximately) for clients that resume."),
+    _key("SIDESTREAM_MAX_DATA_BYTES", "max_data_bytes", _count(),
+         "Largest event data; a bigger `publish` raises `PayloadTooLarge` (413)."),
+    _key("SIDESTREAM_TOKEN_KEY", "token_key", _token_key,
+         "HS256 key (32 bytes or more) shared with the stream service. Without it, issuing a "
+         "token raises `InvalidConfig`.",
+         env=KEY_ENV, shown=f"env `{KEY_ENV}`, else none"),
+    _key("SIDESTREAM_TOKEN_AUDIENCE", "token_audience", _audience,
+         "The tokens' `aud` claim; the service requires the same."),
+    _key("SIDESTREAM_TOKEN_TTL", "token_ttl", _seconds, "Seconds a stream token lives."),
+    _key("SIDESTREAM_STREAM_URL", "stream_url", _stream_url,
+         "The service's `/events` URL (absolute, or a path on this site). When set, a token "
+         "endpoint also answers with a ready `url`."),
+    _key("SIDESTREAM_LONGPOLL_PREFIX", "longpoll_prefix", _path_prefix,
+         "Where the long-poll blueprint answers `GET <prefix>/<channel>`; `None` registers no "
+         "blueprint."),
+    _key("SIDESTREAM_LONGPOLL_LIMIT", "longpoll_limit", _count(_MAX_LONGPOLL_LIMIT),
+         "Most events in one long-poll answer (the client gets the rest at once on its next "
+         "poll)."),
+    _key("SIDESTREAM_JSON_ERRORS", "json_errors", _flag,
+         "Register JSON 4xx handlers for the library's errors raised in any view."),
+)  # fmt: skip
+"""Every key the extension reads, written once: its name, the `Settings` field it sets, its
+check, and the docs' default and meaning (the extension's page shows this table). Any other
+`SIDESTREAM_*` key is refused as a likely typo."""
 
 
 @dataclass
