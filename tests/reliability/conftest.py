@@ -25,43 +25,22 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import (
+from reliability_helpers import (
     EXAMPLES,
     REDIS_SERVER,
     PrivateRedis,
     Process,
+    Stack,
     gunicorn_api,
     uvicorn_service,
 )
 
 from sidestream.tokens import StreamTokens
-
-
-@dataclass
-class Stack:
-    """The three servers of the bad-input matrix and what they share."""
-
-    tag: str  # unique to this run: in every channel and key it writes
-    key: str  # SIDESTREAM_TOKEN_KEY of the service and both APIs
-    tokens: StreamTokens
-    service: Process
-    api: Process
-    ext: Process
-    ext_prefix: str
-    redis_url: str
-
-    def logs(self) -> dict[str, int]:
-        """Where each server's log ends now (to read only what a case adds)."""
-        return {p.name: p.log_size() for p in (self.service, self.api, self.ext)}
-
-    def log_since(self, marks: dict[str, int]) -> str:
-        return "".join(p.log_text(marks[p.name]) for p in (self.service, self.api, self.ext))
 
 
 @pytest.fixture(scope="session")

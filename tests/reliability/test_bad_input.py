@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from conftest import Stack
+from reliability_helpers import Stack
 
 from sidestream.bus import Bus, connect
 from sidestream.tokens import DEFAULT_AUDIENCE, StreamTokens

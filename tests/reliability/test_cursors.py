@@ -13,7 +13,7 @@ import time
 
 import httpx
 import pytest
-from conftest import Stack
+from reliability_helpers import Stack
 
 from sidestream.bus import Bus, connect, parse_cursor
 from sidestream.testing import StreamReader

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from helpers import (
+from reliability_helpers import (
     EXAMPLES,
     Follower,
     Ledger,

@@ -26,6 +26,7 @@ import httpx
 from sidestream.bus import parse_cursor
 from sidestream.sse import EventStreamParser
 from sidestream.testing import free_port, wait_until
+from sidestream.tokens import StreamTokens
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -173,6 +174,27 @@ class PrivateRedis(Process):
                 client.close()
         except redis.RedisError:
             return False
+
+
+@dataclass
+class Stack:
+    """The three servers of the bad-input matrix and what they share."""
+
+    tag: str  # unique to this run: in every channel and key it writes
+    key: str  # SIDESTREAM_TOKEN_KEY of the service and both APIs
+    tokens: StreamTokens
+    service: Process
+    api: Process
+    ext: Process
+    ext_prefix: str
+    redis_url: str
+
+    def logs(self) -> dict[str, int]:
+        """Where each server's log ends now (to read only what a case adds)."""
+        return {p.name: p.log_size() for p in (self.service, self.api, self.ext)}
+
+    def log_since(self, marks: dict[str, int]) -> str:
+        return "".join(p.log_text(marks[p.name]) for p in (self.service, self.api, self.ext))
 
 
 # ---------------------------------------------------------------------------------------------
