@@ -53,7 +53,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import falcon
@@ -64,11 +64,20 @@ from sidestream.access import Grant
 from sidestream.admission import CURSOR_HEADER, CURSOR_PARAM, Admission, Refusal
 from sidestream.bus import validate_channel
 from sidestream.errors import AccessDenied, InvalidChannel, InvalidEvent, PayloadTooLarge
-from sidestream.hub import Subscriber
+from sidestream.hub import Hub, Subscriber
 from sidestream.servers import connection
 
-if TYPE_CHECKING:
-    from sidestream.service import StreamApp
+
+class _App(Protocol):
+    """What the route needs of the app it is installed on (a `StreamApp`), named here so that
+    this module does not import the service that imports it."""
+
+    hub: Hub
+    fast_path: bool
+    ws_options: Any
+
+    def add_route(self, uri_template: str, resource: object) -> None: ...
+
 
 __all__ = [
     "RESERVED_EVENTS",
@@ -217,7 +226,7 @@ class Sockets:
 
     def __init__(
         self,
-        app: StreamApp,
+        app: _App,
         admission: Admission,
         *,
         origins: Sequence[str],
