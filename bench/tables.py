@@ -346,7 +346,7 @@ def servers(data: dict[str, Any]) -> str:
     """The server table, the errors of those that did not run, and how the run was made."""
     header = ["server", "app", "SSE flows (first event / end)", "WebSocket",
               "streams a worker holds", "plain request then", "closed client noticed after",
-              "SIGTERM, 2 streams open", "version"]  # fmt: skip
+              "SIGTERM, 2 streams open"]  # fmt: skip
     rows = []
     for row in data["servers"]:
         if row["status"] != "ran":
@@ -354,7 +354,7 @@ def servers(data: dict[str, Any]) -> str:
         else:
             cells = [_flow(row), _websocket(row), _holds(row), _api_ms(row),
                      _disconnect(row), _sigterm(row)]  # fmt: skip
-        rows.append([row["name"], row["flavour"], *cells, row["version"] or "—"])
+        rows.append([row["name"], row["flavour"], *cells])
     parts = [_table(header, rows)]
     failed = [row for row in data["servers"] if row["status"] != "ran"]
     if failed:

@@ -164,7 +164,8 @@ def test_the_table_has_every_server_of_the_run() -> None:
             cells = [tables._flow(row), tables._holds(row), tables._sigterm(row)]
             assert f" | {' | '.join(cells[:1])} | " in table
             assert f" | {cells[1]} | {tables._api_ms(row)} | " in table
-            assert f" | {cells[2]} | {row['version']} |" in table
+            assert f" | {cells[2]} |\n" in f"{table}\n"
+            assert f"{row['package']} {row['version']}" in table  # the run's packages
         else:
             assert tables._error_line(row["error"]) in table
     assert f"`{data['command']}`" in table
