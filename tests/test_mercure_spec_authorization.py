@@ -19,6 +19,7 @@ from sidestream.errors import InvalidToken, InvalidTokenConfig
 from sidestream.mercure_match import (
     InvalidMatcher,
     TopicMatcher,
+    TopicSelector,
     forbidden_char,
     in_reserved_namespace,
 )
@@ -425,3 +426,27 @@ def test_draft_07_verifier_refuses_a_draft_08_token_and_back(tokens: StreamToken
 def test_access_token_claims_needs_a_client_id() -> None:
     with pytest.raises(InvalidTokenConfig, match="needs a client_id"):
         AccessTokenClaims(client_id="")
+
+
+@pytest.mark.parametrize(
+    ("selector", "topic", "matched"),
+    [
+        ("*", "https://example.com/books/1", True),
+        ("https://example.com/books/1", "https://example.com/books/1", True),
+        ("https://example.com/books/{id}", "https://example.com/books/1", True),
+        ("https://example.com/books/{id}", "https://example.com/books/1/x", False),
+        ("https://example.com/{+rest}", "https://example.com/books/1/x?y", True),
+        ("https://example.com/books/{id}", "https://example.com/books/{id}", True),
+        ("https://example.net/bar/{var}", "https://example.net/foo/a", False),
+        ("a{b", "a{b", True),  # a stray brace: no template, matched exactly
+        ("a{b", "ab", False),
+    ],
+)
+def test_draft_07_topic_selectors(selector: str, topic: str, matched: bool) -> None:
+    assert TopicSelector(selector).matches(topic) is matched
+
+
+@pytest.mark.parametrize("selector", ["https://e.com/{?x}", "https://e.com/{a,b}", "{/path}"])
+def test_draft_07_templates_we_cannot_match_are_refused(selector: str) -> None:
+    with pytest.raises(InvalidMatcher, match="only \\{var\\} and \\{\\+var\\} are supported"):
+        TopicSelector(selector)

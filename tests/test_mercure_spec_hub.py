@@ -428,6 +428,47 @@ def test_s7_earliest_on_an_empty_hub(hub: Hub) -> None:
     assert capture.headers["mercure-last-event-id"] == "earliest"
 
 
+# --- draft-07 (hubs 0.x) clients, where configured ---------------------------------------------
+
+
+def test_draft_07_clients_are_refused_unless_configured(hub: Hub) -> None:
+    assert httpx.get(f"{hub.url}?topic=t").status_code == 400
+    old = StreamTokens(PUBLISHER_KEY, audience=AUDIENCE).issue(None, publish=["*"])
+    assert hub.post("topic=t", bearer=old).status_code == 401
+
+
+def test_draft_07_clients_where_configured(hub: Hub) -> None:
+    publishers = StreamTokens(PUBLISHER_KEY, audience=AUDIENCE)  # the `mercure` claim
+    readers = StreamTokens(SUBSCRIBER_KEY, audience=AUDIENCE)
+    hub.route.settings = replace(
+        hub.route.settings,
+        draft_07_publisher_tokens=publishers,
+        draft_07_subscriber_tokens=readers,
+    )
+    with Publisher(hub.url, publishers, protocol="draft-07") as publisher:
+        first = publisher.publish("https://example.com/books/1", "public")
+        publisher.publish("https://example.com/books/2", "private", private=True)
+    narrow = publishers.issue(None, publish=["https://example.com/books/{id}"])
+    assert hub.post("topic=" + q("https://example.com/users/1"), bearer=narrow).status_code == 403
+    assert hub.post("topic=" + q("https://example.com/books/3") + "&data=three", bearer=narrow)
+    selector = "topic=" + q("https://example.com/books/{id}")
+    cookie = "mercureAuthorization=" + readers.issue(
+        "u", subscribe=["https://example.com/books/{id}"]
+    )
+    allowed = hub.read(f"{selector}&lastEventID=earliest", 3, cookie=cookie)
+    assert [e.data for e in allowed.events] == ["public", "private", "three"]
+    assert allowed.headers["last-event-id"] == allowed.headers["mercure-last-event-id"]
+    anonymous = hub.read(f"{selector}&lastEventID={q(first)}", 2, timeout=1.5)
+    assert [e.data for e in anonymous.events] == ["three"]
+    assert anonymous.headers["last-event-id"] == first
+    assert httpx.get(f"{hub.url}?topic=" + q("https://e.com/{?x}")).status_code == 400
+    # Draft-08 clients are served as before on the same hub.
+    assert [e.data for e in hub.read("match=*&last_event_id=earliest", 3).events] == [
+        "public",
+        "three",
+    ]
+
+
 # --- section 9.2 and the publisher --------------------------------------------------------------
 
 

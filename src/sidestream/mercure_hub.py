@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import falcon
 import falcon.asgi
+import jwt
 from redis.exceptions import RedisError
 
 from sidestream.bus import validate_channel
@@ -53,6 +54,7 @@ from sidestream.mercure_match import (
     WILDCARD,
     InvalidMatcher,
     TopicMatcher,
+    TopicSelector,
     forbidden_char,
     in_reserved_namespace,
 )
@@ -93,6 +95,14 @@ class MercureSettings:
         cookie: the cookie the access token may come in.
         cors_origins: origins whose pages may publish with the cookie (CSRF check); the app's
             own CORS settings decide who may read.
+        draft_07_publisher_tokens: accept clients of hubs 0.x too: publishers' tokens with the
+            draft-07 `mercure` claim, verified by this (the default `StreamTokens` format);
+            subscriptions with `topic=` selectors (exact, `*`, `{var}` / `{+var}` URI
+            templates) and `lastEventID=`, the `mercureAuthorization` cookie, and the response
+            field `Last-Event-ID` beside `Mercure-Last-Event-ID`. A token with `typ: at+jwt`
+            is always read as draft-08.
+        draft_07_subscriber_tokens: the same for subscribers' draft-07 tokens (default:
+            `draft_07_publisher_tokens`).
     """
 
     hub_url: str
@@ -106,6 +116,8 @@ class MercureSettings:
     max_streams: int = 5000
     cookie: str = COOKIE_NAME
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    draft_07_publisher_tokens: StreamTokens | None = None
+    draft_07_subscriber_tokens: StreamTokens | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.hub_url)
@@ -120,6 +132,9 @@ class MercureSettings:
                     f"{role} tokens must be draft-08 access tokens: "
                     "StreamTokens(..., issuer=..., claims_format=AccessTokenClaims(...))"
                 )
+        for old in (self.draft_07_publisher_tokens, self.draft_07_subscriber_tokens):
+            if old is not None and isinstance(old.claims_format, AccessTokenClaims):
+                raise InvalidConfig("draft_07_* tokens read the draft-07 `mercure` claim")
         validate_channel(self.channel)
         for name in ("max_body", "max_topics", "max_matchers", "max_streams"):
             value = getattr(self, name)
@@ -133,6 +148,47 @@ class MercureSettings:
     @property
     def readers(self) -> StreamTokens:
         return self.subscriber_tokens or self.publisher_tokens
+
+    @property
+    def draft_07(self) -> bool:
+        return (self.draft_07_publisher_tokens or self.draft_07_subscriber_tokens) is not None
+
+
+@dataclass(frozen=True)
+class _Grants:
+    """What a verified token allows, whichever version it is."""
+
+    claims: TokenClaims
+    selectors: tuple[tuple[TopicSelector, ...], tuple[TopicSelector, ...]] | None = None
+
+    def may_publish(self, topics: Sequence[str], hub_url: str) -> bool:
+        if self.selectors is None:
+            return self.claims.may_publish_update(topics, hub_url)
+        publish = self.selectors[1]  # draft-07: every topic matches a mercure.publish selector
+        return bool(topics) and all(any(s.matches(t) for s in publish) for t in topics)
+
+    def may_read_private(self, topics: Sequence[str], hub_url: str) -> bool:
+        if self.selectors is None:
+            return self.claims.may_receive_private(topics, hub_url)
+        return any(s.matches(t) for s in self.selectors[0] for t in topics)
+
+
+def _selectors(grants: Sequence[str]) -> tuple[TopicSelector, ...]:
+    found = []
+    for grant in grants:
+        try:
+            found.append(TopicSelector(grant))
+        except InvalidMatcher as exc:  # a grant we cannot evaluate grants nothing
+            log.warning("ignoring a draft-07 grant: %s", exc)
+    return tuple(found)
+
+
+def _is_access_token(token: str) -> bool:
+    try:
+        typ = jwt.get_unverified_header(token).get("typ")
+    except jwt.DecodeError:
+        return False
+    return isinstance(typ, str) and typ.lower().removeprefix("application/") == "at+jwt"
 
 
 class _Refusal(Exception):
@@ -194,11 +250,29 @@ class MercureRoute:
                 morsel = None
             if morsel is not None and morsel.value:
                 return morsel.value
+            if self.settings.draft_07:
+                try:
+                    morsel = SimpleCookie(raw).get("mercureAuthorization")
+                except CookieError:
+                    morsel = None
+                if morsel is not None and morsel.value:
+                    return morsel.value
         return None
 
-    def _verify(self, token: str, tokens: StreamTokens) -> TokenClaims:
+    def _verify(self, token: str, publisher: bool) -> _Grants:
+        settings = self.settings
+        draft_07 = (
+            settings.draft_07_publisher_tokens
+            if publisher
+            else settings.draft_07_subscriber_tokens or settings.draft_07_publisher_tokens
+        )
         try:
-            return tokens.verify(token)
+            if draft_07 is not None and not _is_access_token(token):
+                claims = draft_07.verify(token)
+                return _Grants(claims, (_selectors(claims.subscribe), _selectors(claims.publish)))
+            return _Grants(
+                (settings.publisher_tokens if publisher else settings.readers).verify(token)
+            )
         except InvalidToken as exc:
             # One code for every validation failure, so the reason is not disclosed.
             log.info("refused a Mercure token: %s", exc.reason)
@@ -213,10 +287,10 @@ class MercureRoute:
             token = self._token(req)
             if token is None:
                 raise _Refusal(401, "a publisher token is required", bearer=True)
-            claims = self._verify(token, self.settings.publisher_tokens)
+            grants = self._verify(token, publisher=True)
             if from_cookie:
                 self._check_origin(req)
-            if not claims.may_publish_update(topics, self.settings.hub_url):
+            if not grants.may_publish(topics, self.settings.hub_url):
                 raise _Refusal(
                     403, "the token does not grant publish on every topic", "insufficient_scope"
                 )
@@ -313,10 +387,16 @@ class MercureRoute:
 
     # --- subscribe (sections 3 and 7) ---------------------------------------------------------
 
-    def _matchers(self, query: list[tuple[str, str]]) -> list[TopicMatcher]:
+    def _matchers(self, query: list[tuple[str, str]]) -> list[TopicMatcher | TopicSelector]:
         kinds = {"match": "exact", **{f"match_{kind}": kind for kind in MATCHER_TYPES}}
-        found: list[TopicMatcher] = []
+        found: list[TopicMatcher | TopicSelector] = []
         for name, value in query:
+            if name == "topic" and self.settings.draft_07:
+                try:
+                    found.append(TopicSelector(value))
+                except InvalidMatcher as exc:
+                    raise _Refusal(400, f"topic: {exc}") from None
+                continue
             if not name.lower().startswith("match"):
                 continue
             kind = kinds.get(name)
@@ -427,10 +507,10 @@ class MercureRoute:
         try:
             matchers = self._matchers(query)
             token = self._token(req)
-            claims: TokenClaims | None = None
+            claims: _Grants | None = None
             if token is not None:
-                claims = self._verify(token, self.settings.readers)
-                if claims.expires_at <= time.time():
+                claims = self._verify(token, publisher=False)
+                if claims.claims.expires_at <= time.time():
                     raise _Refusal(401, "invalid token", "invalid_token")
             elif not self.settings.anonymous:
                 raise _Refusal(401, "a subscriber token is required", bearer=True)
@@ -442,7 +522,10 @@ class MercureRoute:
             resp.set_header("Retry-After", "5")
             return
         # 7: the header takes precedence over the query parameter.
-        requested = req.get_header("Last-Event-ID") or dict(query).get("last_event_id")
+        params = dict(reversed(query))  # the first occurrence of each name
+        requested = req.get_header("Last-Event-ID") or params.get("last_event_id")
+        if requested is None and self.settings.draft_07:
+            requested = params.get("lastEventID")
         try:
             cursor, answered = await self._resolve(requested)
             sub = await self.hub.subscribe([self.settings.channel], cursor=cursor, frames=True)
@@ -455,13 +538,15 @@ class MercureRoute:
             answered = "earliest" if requested is not None else None  # history was trimmed
         loop = asyncio.get_running_loop()
         if claims is not None:
-            self.hub.expire_at(sub, loop.time() + (claims.expires_at - time.time()))
+            self.hub.expire_at(sub, loop.time() + (claims.claims.expires_at - time.time()))
         resp.content_type = "text/event-stream"
         resp.set_header("Cache-Control", "private, no-store")
         resp.set_header("X-Accel-Buffering", "no")
-        resp.set_header("Access-Control-Expose-Headers", "Mercure-Last-Event-ID")
+        resp.set_header("Access-Control-Expose-Headers", "Mercure-Last-Event-ID, Last-Event-ID")
         if answered is not None:
             resp.set_header("Mercure-Last-Event-ID", answered)
+            if self.settings.draft_07:  # what hubs 0.x answered with
+                resp.set_header("Last-Event-ID", answered)
         resp.stream = self._stream(sub, matchers, claims, self._watch(req, sub))
 
     def _watch(self, req: falcon.asgi.Request, sub: Subscriber) -> asyncio.Task[None] | None:
@@ -487,20 +572,23 @@ class MercureRoute:
         return watcher
 
     def _wanted(
-        self, update: _Update, matchers: Sequence[TopicMatcher], claims: TokenClaims | None
+        self,
+        update: _Update,
+        matchers: Sequence[TopicMatcher | TopicSelector],
+        claims: _Grants | None,
     ) -> bool:
         hub_url = self.settings.hub_url
         if not any(m.matches(topic, hub_url) for topic in update.topics for m in matchers):
             return False
         if not update.private:
             return True
-        return claims is not None and claims.may_receive_private(update.topics, hub_url)
+        return claims is not None and claims.may_read_private(update.topics, hub_url)
 
     async def _stream(
         self,
         sub: Subscriber,
-        matchers: Sequence[TopicMatcher],
-        claims: TokenClaims | None,
+        matchers: Sequence[TopicMatcher | TopicSelector],
+        claims: _Grants | None,
         watcher: asyncio.Task[None] | None,
     ) -> AsyncIterator[bytes]:
         try:

@@ -188,3 +188,70 @@ def in_reserved_namespace(topic: str, hub_url: str) -> bool:
         return False
     path = _remove_dot_segments(_decode_unreserved(resolved.path))
     return bool(hub_path) and (path == hub_path or path.startswith(hub_path + "/"))
+
+
+_TEMPLATE_EXPRESSION = re.compile(r"\{([^{}]*)\}")
+_VARIABLE = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
+# RFC 6570 simple expansion percent-encodes all but unreserved characters; reserved expansion
+# ({+var}) also lets reserved characters and percent-encodings through.
+_SIMPLE_VALUE = r"(?:[A-Za-z0-9\-._~]|%[0-9A-Fa-f]{2})*"
+_RESERVED_VALUE = r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*"
+
+
+@dataclass(frozen=True)
+class TopicSelector:
+    """A draft-07 topic selector (hubs 0.x): `*`, an exact topic, or a URI template.
+
+    URI templates are matched for the expressions hubs' clients use, `{var}` and `{+var}`
+    (RFC 6570 levels 1 and 2, one variable each); a template with any other operator is
+    refused with [`InvalidMatcher`][sidestream.mercure_match.InvalidMatcher] rather than
+    matched wrongly. A selector with a stray brace is no template and matches exactly.
+
+    Example:
+        ```python
+        from sidestream.mercure_match import TopicSelector
+
+        books = TopicSelector("https://example.com/books/{id}")
+        print(books.matches("https://example.com/books/1"))
+        #> True
+        print(books.matches("https://example.com/books/1/reviews"))
+        #> False
+        ```
+    """
+
+    selector: str
+    _regex: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.selector, str) or not self.selector:
+            raise InvalidMatcher(f"a selector is a non-empty string, got {self.selector!r}")
+        if len(self.selector) > MAX_PATTERN_LENGTH:
+            raise InvalidMatcher(f"selector is over {MAX_PATTERN_LENGTH} characters")
+        if bad := forbidden_char(self.selector):
+            raise InvalidMatcher(f"selector {self.selector!r} holds the character {bad}")
+        if "{" not in self.selector and "}" not in self.selector:
+            return
+        pattern, position = "", 0
+        for expression in _TEMPLATE_EXPRESSION.finditer(self.selector):
+            body = expression[1]
+            reserved = body.startswith("+")
+            name = body[1:] if reserved else body
+            if not _VARIABLE.fullmatch(name):
+                raise InvalidMatcher(
+                    f"{{{body}}} in {self.selector!r}: only {{var}} and {{+var}} are supported"
+                )
+            pattern += re.escape(self.selector[position : expression.start()])
+            pattern += _RESERVED_VALUE if reserved else _SIMPLE_VALUE
+            position = expression.end()
+        if any(
+            "{" in part or "}" in part for part in _TEMPLATE_EXPRESSION.split(self.selector)[::2]
+        ):
+            return  # not a URI template (a stray brace): draft-07 then matches it exactly
+        pattern += re.escape(self.selector[position:])
+        object.__setattr__(self, "_regex", re.compile(pattern))
+
+    def matches(self, topic: str, hub_url: str = "") -> bool:
+        """Whether `topic` is selected (`hub_url` is unused: draft-07 resolves nothing)."""
+        if self.selector == WILDCARD or topic == self.selector:
+            return True
+        return self._regex is not None and self._regex.fullmatch(topic) is not None
