@@ -326,6 +326,30 @@ CASES = [
     Case("api-token-not-logged-in", "api", "GET", "/stream-token", 401, ("log in",)),
     Case("api-login-bad-user", "api", "POST", "/login", 400, ("user",), body='{"user": "A B"}'),
     Case("api-login-not-json", "api", "POST", "/login", 400, ("user",), body="user=alice"),
+    # The auth example's publish endpoint: a write is authorized like a read (issue 10), and a
+    # body that is not JSON is a 400 with a JSON body, not Flask's HTML page.
+    Case(
+        "api-notify-not-logged-in",
+        "api",
+        "POST",
+        "/notify/{USER}",
+        401,
+        ("log in",),
+        body='{"n": 1}',
+    ),
+    Case(
+        "api-notify-bad-json", "api", "POST", "/notify/{USER}", 400, ("json",), body="{", login=True
+    ),
+    Case(
+        "api-notify-bad-user",
+        "api",
+        "POST",
+        "/notify/A%20B",
+        404,
+        ("user",),
+        body='{"n": 1}',
+        login=True,
+    ),
 ]
 
 
