@@ -12,8 +12,9 @@ token whose `subscribe` authorization detail matches one topic; heartbeats; `Las
 `last_event_id`, `earliest` and the `Mercure-Last-Event-ID` response field, from the Stream's
 history; publication (form POST, token from the `Authorization` header or the
 `__Secure-mercure_access_token` cookie, `200 text/plain` with the id, refusals with
-`WWW-Authenticate: Bearer`); the protected resource metadata document. Not implemented (all
-optional): active subscriptions (subscription events and API), the `QUERY` method, payloads.
+`WWW-Authenticate: Bearer`); the protected resource metadata document; and, where configured
+(`draft_07_publisher_tokens`), clients of hubs 0.x. Not implemented (all optional): active
+subscriptions (subscription events and API), the `QUERY` method, payloads.
 
 Ids: an update published without an `id` gets `#<stream id>`, which resolves straight to its
 place in the Stream. A client-supplied id is found by reading the retained history (at most the
