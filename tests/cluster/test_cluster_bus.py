@@ -160,3 +160,25 @@ def test_a_cluster_with_no_node_answering_is_a_connection_error() -> None:
 
     with pytest.raises(redis.ConnectionError, match="cannot reach the Redis Cluster"):
         connect(f"redis+cluster://127.0.0.1:{free_port()}")
+
+
+def test_long_poll_waits_on_every_shard(cluster: LocalCluster, prefix: str) -> None:
+    from sidestream.longpoll import long_poll
+
+    bus = Bus(connect(cluster.url), prefix=prefix)
+    try:
+        for port in cluster.masters():
+            name = cluster.channels_on(port, 1, prefix="poll")[0]
+            first = long_poll(bus, name, None)
+            assert first.status == 200 and first.body["events"] == []
+            timer = threading.Timer(0.3, lambda n=name: bus.publish(n, "news"))
+            timer.start()
+            try:
+                reply = long_poll(bus, name, first.body["last_id"], "20")
+            finally:
+                timer.join()
+            assert reply.status == 200
+            assert [e["data"] for e in reply.body["events"]] == ["news"]
+            assert reply.body["last_id"] == bus.latest_id(name)
+    finally:
+        bus.redis.close()
