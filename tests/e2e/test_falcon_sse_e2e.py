@@ -61,7 +61,8 @@ class Api:
 
 
 @pytest.fixture
-def api(redis_url: str) -> Iterator[Api]:
+def api(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    monkeypatch.setenv("REDIS_URL", redis_url)  # the example's module-level app reads it
     bus = Bus(connect(redis_url))
     app = load_example("redis_pattern/publish_endpoint.py").create_app(bus)
     with serve_wsgi(app) as url:
@@ -70,7 +71,9 @@ def api(redis_url: str) -> Iterator[Api]:
 
 
 @pytest.fixture
-def service_module() -> ModuleType:
+def service_module(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # Imported here only for its token helpers; its module-level app reads REDIS_URL.
+    monkeypatch.setenv("REDIS_URL", redis_url)
     os.environ.setdefault("STREAM_SECRET", SECRET)
     return load_example("falcon_sse/service.py")
 
