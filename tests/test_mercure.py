@@ -213,6 +213,15 @@ async def test_client_errors_raise_their_exception_without_retry(
     assert len(hub.requests) == 1
 
 
+def test_rate_limited_lives_with_the_other_errors_and_stays_importable_from_mercure() -> None:
+    import sidestream.errors
+    import sidestream.mercure
+
+    assert sidestream.mercure.MercureRateLimited is sidestream.errors.MercureRateLimited
+    assert sidestream.errors.MercureRateLimited.__module__ == "sidestream.errors"
+    assert issubclass(sidestream.errors.MercureRateLimited, sidestream.errors.MercureError)
+
+
 async def test_real_rejections_from_the_double(
     publish: Publish, hub: MercureHub, issuer: StreamTokens
 ) -> None:

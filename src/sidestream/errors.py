@@ -130,6 +130,19 @@ class MercurePayloadTooLarge(MercureError):
     """413: the update is bigger than the hub (or a proxy in front of it) accepts."""
 
 
+class MercureRateLimited(MercureError):
+    """429: the hub (or a proxy) limits this publisher; wait `retry_after` seconds if given.
+
+    Also importable from `sidestream.mercure`, where it was first defined.
+    """
+
+    def __init__(
+        self, message: str, status: int | None = None, body: str = "", *, retry_after: float | None
+    ) -> None:
+        super().__init__(message, status, body)
+        self.retry_after = retry_after
+
+
 class MercureUnavailable(MercureError):
     """5xx, a timeout or a network error, still failing after every retry."""
 

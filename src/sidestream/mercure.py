@@ -47,6 +47,7 @@ from sidestream.errors import (
     MercureError,
     MercureForbidden,
     MercurePayloadTooLarge,
+    MercureRateLimited,
     MercureUnauthorized,
     MercureUnavailable,
 )
@@ -212,16 +213,6 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         base = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
         return base * random.uniform(0.5, 1.0)
-
-
-class MercureRateLimited(MercureError):
-    """429: the hub (or a proxy) limits this publisher; wait `retry_after` seconds if given."""
-
-    def __init__(
-        self, message: str, status: int | None = None, body: str = "", *, retry_after: float | None
-    ) -> None:
-        super().__init__(message, status, body)
-        self.retry_after = retry_after
 
 
 _AUTH_PARAM = re.compile(r'([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
@@ -457,7 +448,7 @@ class Publisher:
         Raises:
             InvalidUpdate: before anything is sent, if the update breaks the protocol.
             MercureError: a subclass per status (see `sidestream.errors`;
-                [`MercureRateLimited`][sidestream.mercure.MercureRateLimited] for 429).
+                [`MercureRateLimited`][sidestream.errors.MercureRateLimited] for 429).
         """
         update = make_update(topics, data, private=private, id=id, type=type, retry=retry)
         steps = self._core.attempts(update)
