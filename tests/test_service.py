@@ -466,6 +466,23 @@ async def test_a_503_carries_its_json_body_to_a_stream_client(bus: AsyncBus) -> 
         assert "shutting down" in result.json["description"]
 
 
+async def test_a_cross_origin_503_lets_the_page_read_its_retry_after(bus: AsyncBus) -> None:
+    app = make_app(bus, cors_origins=[ORIGIN], retry_after=7)
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        app.begin_drain()
+        result = await conductor.simulate_get(
+            "/events?channel=x", headers={**SSE_ACCEPT, "Origin": ORIGIN}
+        )
+        assert (result.status_code, result.headers["retry-after"]) == (503, "7")
+        assert result.headers["access-control-allow-origin"] == ORIGIN
+        assert result.headers["access-control-expose-headers"] == "Retry-After"
+        other = await conductor.simulate_get(
+            "/events?channel=x", headers={"Origin": "https://evil.example"}
+        )
+        assert other.status_code == 503
+        assert "access-control-expose-headers" not in other.headers
+
+
 async def test_healthz_is_503_while_redis_cannot_be_reached(key_prefix: str) -> None:
     client = connect_async("redis://127.0.0.1:1/0")  # nothing listens on port 1
     app = make_app(AsyncBus(client, prefix=key_prefix))

@@ -498,6 +498,7 @@ def _build(
         middleware += [
             falcon.CORSMiddleware(
                 allow_origins=origins,
+                expose_headers=["Retry-After"],  # the browser client's wait after a 503
                 allow_credentials=origins if settings.cors_credentials else None,
             ),
             _Vary(),
