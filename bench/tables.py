@@ -477,7 +477,7 @@ def guarantees(data: dict[str, Any]) -> str:
 
 def soak(data: dict[str, Any]) -> str:
     series = [
-        ("service memory (RSS, MB)", data["rss_kb"], 1 / 1024, ".1f", ".3f"),
+        ("service memory (RSS, KB)", data["rss_kb"], 1, ",.0f", ".1f"),
         ("open file descriptors", data["fds"], 1, ",.0f", ".2f"),
         ("Redis connections (`CLIENT LIST`)", data["redis_connections"], 1, ",.0f", ".2f"),
     ]
