@@ -477,7 +477,7 @@ def guarantees(data: dict[str, Any]) -> str:
 
 def soak(data: dict[str, Any]) -> str:
     series = [
-        ("service memory (RSS, KB)", data["rss_kb"], 1, ",.0f", ".1f"),
+        ("service memory (RSS, MB)", data["rss_kb"], 1 / 1024, ".1f", ".3f"),
         ("open file descriptors", data["fds"], 1, ",.0f", ".2f"),
         ("Redis connections (`CLIENT LIST`)", data["redis_connections"], 1, ",.0f", ".2f"),
     ]
@@ -525,6 +525,7 @@ def processes(data: dict[str, Any]) -> str:
             run["processes"],
             _int(run["subscribers_per_process"] * run["processes"]),
             _int(run["deliveries_per_s"]),
+            ", ".join(_int(n) for n in run["rounds_deliveries_per_s"]),
             f"{run['speedup']:.2f}x",
             f"{run['p50_ms']:,} / {run['p99_ms']:,}",
             _int(run["rounds_lost"]),
@@ -537,7 +538,8 @@ def processes(data: dict[str, Any]) -> str:
     header = [
         "service processes",
         "streams",
-        "deliveries per second",
+        "deliveries per second (median round)",
+        "every round",
         "vs one process",
         "p50 / p99 while draining the burst (ms)",
         "lost (all rounds)",
