@@ -1,7 +1,9 @@
 """Publishing from the API: a POST validates its input, then publishes one event to
-Redis.
+Redis. The app is made by create_app(), which reads REDIS_URL when it is called:
 
+    export REDIS_URL=redis://localhost:6379/0
     flask --app publish_endpoint run
+    # or with gunicorn: gunicorn -b :5000 'publish_endpoint:create_app()'
 
     curl -X POST localhost:5000/channels/orders/events \
          -H 'Content-Type: application/json' \
@@ -60,5 +62,4 @@ def create_app(bus: Bus | None = None) -> Flask:
     return app
 
 
-app = create_app()
 # --8<-- [end:view]

@@ -61,8 +61,7 @@ class Api:
 
 
 @pytest.fixture
-def api(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
-    monkeypatch.setenv("REDIS_URL", redis_url)  # the example's module-level app reads it
+def api(redis_url: str) -> Iterator[Api]:
     bus = Bus(connect(redis_url))
     app = load_example("redis_pattern/publish_endpoint.py").create_app(bus)
     with serve_wsgi(app) as url:

@@ -144,7 +144,7 @@ def test_1_fixed_streams_beside_the_api_leave_its_sync_workers_free(redis_url: s
     with (
         channel_on(redis_url) as (channel, bus),
         serve_gunicorn(
-            "publish_endpoint:app",
+            "publish_endpoint:create_app()",
             "--workers",
             str(WORKERS),
             "--worker-class",

@@ -13,9 +13,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import flask.cli
 import pytest
 
 from sidestream.bus import Bus, connect, decode_live
+from sidestream.errors import InvalidConfig
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -46,8 +48,7 @@ def printed(main: Any, bus: Bus) -> str:
 
 
 @pytest.fixture
-def client(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("REDIS_URL", "memory://")  # the module-level app: the embedded server
+def client(bus: Bus) -> Any:
     return load("redis_pattern/publish_endpoint.py").create_app(bus).test_client()
 
 
@@ -93,6 +94,20 @@ def test_bad_requests_get_a_4xx_that_names_the_problem(
     assert (reply.status_code, reply.json["error"]) == (status, error)
     assert reply.json["detail"]
     assert bus.history("orders") == []  # nothing was published
+
+
+def test_the_app_is_made_when_asked_and_reads_redis_url_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    module = load("redis_pattern/publish_endpoint.py")  # importing it needs no Redis
+    assert not hasattr(module, "app")
+    with pytest.raises(InvalidConfig, match="memory://"):
+        module.create_app()  # no bus given, and REDIS_URL unset: named, not guessed
+    monkeypatch.setenv("REDIS_URL", "memory://")
+    app = flask.cli.find_best_app(module)  # what `flask --app publish_endpoint run` does
+    reply = app.test_client().post("/channels/orders/events", json={"data": 1})
+    assert reply.status_code == 201
 
 
 def test_publish_event_logic_works_without_flask(bus: Bus, memory_url: str) -> None:
