@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import re
@@ -90,10 +91,19 @@ def rss_bytes(pid: int) -> int:
 class Server:
     """One uvicorn worker in its own process."""
 
-    def __init__(self, design: str, prefix: str) -> None:
+    def __init__(
+        self,
+        design: str,
+        prefix: str,
+        redis_url: str | None = None,
+        extra_env: dict[str, str] | None = None,
+        wrap: list[str] | None = None,
+    ) -> None:
+        """`wrap` goes before the command (a profiler); `extra_env` is added to the server's."""
         self.port = free_port()
         command = [
-            sys.executable, "-m", "uvicorn", f"{MODULES[design]}:app", "--app-dir", str(BENCH),
+            *(wrap or []), sys.executable, "-m", "uvicorn", f"{MODULES[design]}:app",
+            "--app-dir", str(BENCH),
             "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
             "--log-level", "warning", "--timeout-graceful-shutdown", "3", "--backlog", "4096",
         ]  # fmt: skip
@@ -101,7 +111,8 @@ class Server:
             command += ["--loop", "uvloop"]
         if installed("httptools"):
             command += ["--http", "httptools"]
-        env = {**os.environ, "REDIS_URL": REDIS_URL, "BENCH_PREFIX": prefix}
+        env = {**os.environ, "REDIS_URL": redis_url or REDIS_URL, "BENCH_PREFIX": prefix}
+        env.update(extra_env or {})
         self.process = subprocess.Popen(command, env=env)
         deadline = time.monotonic() + 20
         while True:
@@ -206,7 +217,9 @@ class Clients:
 
 
 def percentile(values: list[float], fraction: float) -> float:
-    return values[min(len(values) - 1, int(fraction * len(values)))]
+    """Nearest rank of sorted `values`: the smallest value with `fraction` of them at or below."""
+    rank = math.ceil(fraction * len(values) - 1e-9)  # 1e-9: 0.07 * 100 is 7.000000000000001
+    return values[min(len(values), max(rank, 1)) - 1]
 
 
 async def fanout(design: str, subscribers: int, events: int, rate: float) -> dict[str, Any]:

@@ -477,7 +477,7 @@ def guarantees(data: dict[str, Any]) -> str:
 
 def soak(data: dict[str, Any]) -> str:
     series = [
-        ("service memory (RSS, MB)", data["rss_kb"], 1 / 1024, ".1f", ".3f"),
+        ("service memory (RSS, KB)", data["rss_kb"], 1, ",.0f", ".1f"),
         ("open file descriptors", data["fds"], 1, ",.0f", ".2f"),
         ("Redis connections (`CLIENT LIST`)", data["redis_connections"], 1, ",.0f", ".2f"),
     ]
@@ -572,6 +572,166 @@ def cluster_publish(data: dict[str, Any]) -> str:
     return _table(header, rows)
 
 
+def _peer_cell(run: dict[str, Any], key: str, fmt: Callable[[Any], str]) -> str:
+    value = run.get(key)
+    return "—" if value is None else fmt(value)
+
+
+def _peer_case(data: dict[str, Any], pattern: str, streams: int) -> str:
+    """One table: every peer at one size of one pattern, with its ratio to Nchan."""
+    runs = [r for r in data["runs"] if r["pattern"] == pattern and r["streams"] == streams]
+    labels = {name: peer["label"] for name, peer in data["peers"].items()}
+    nchan = next((r for r in runs if r["peer"] == "nchan" and "error" not in r), None)
+    header = [
+        "server",
+        "lost",
+        "duplicated",
+        "p50 / p99 (ms)",
+        "deliveries per server CPU-s",
+        "vs Nchan's (ratio)",
+        "memory per idle stream (KB)",
+        "Redis connections",
+        "machine load (1 min)",
+    ]
+    rows: list[list[object]] = []
+    for run in runs:
+        label = labels.get(run["peer"], run["peer"])
+        if "error" in run:
+            rows.append([label, f"failed: {run['error']}", *[""] * (len(header) - 2)])
+            continue
+        ratio = "—"
+        if nchan and run.get("deliveries_per_cpu_s") and nchan.get("deliveries_per_cpu_s"):
+            ratio = f"{run['deliveries_per_cpu_s'] / nchan['deliveries_per_cpu_s']:.2f}"
+        latency = "—"
+        if run.get("p50_ms") is not None:
+            latency = f"{run['p50_ms']:,.1f} / {run['p99_ms']:,.1f}"
+        rows.append(
+            [
+                label,
+                _peer_cell(run, "lost", _int),
+                _peer_cell(run, "duplicates", _int),
+                latency,
+                _peer_cell(run, "deliveries_per_cpu_s", _int),
+                ratio,
+                _peer_cell(run, "idle_bytes_per_stream", lambda b: f"{b / 1000:.1f}"),
+                _peer_cell(run, "redis_connections", _int),
+                _load(run.get("load_average_1min")),
+            ]
+        )
+    return _table(header, rows)
+
+
+def peers(data: dict[str, Any]) -> str:
+    """bench/peers.py: each size of each pattern, then how it was run and with what."""
+    s = data["settings"]
+    parts = []
+    cases = sorted({(r["pattern"], r["streams"]) for r in data["runs"] if r["peer"] != "bare"})
+    for pattern, streams in sorted(cases, key=lambda c: (c[0] != "fanout", c[1])):
+        if pattern == "fanout":
+            title = (
+                f"**{streams:,} streams on one channel**, {s['rate_per_s']:g} events/s "
+                f"for {s['seconds']:g} s"
+            )
+        else:
+            title = (
+                f"**One stream per channel, {streams:,} channels**, "
+                f"{s['channel_rate_per_s']:,g} events/s in all for {s['seconds']:g} s"
+            )
+        parts += [title, _peer_case(data, pattern, streams)]
+    floor = [r for r in data["runs"] if r["peer"] == "bare" and "error" not in r]
+    if floor:
+        parts += [
+            "**The floor**: the server stack alone holding idle streams",
+            _table(
+                ["server", "idle streams", "memory per idle stream (KB)"],
+                [
+                    [
+                        data["peers"]["bare"]["label"],
+                        _int(r["streams"]),
+                        f"{r['idle_bytes_per_stream'] / 1000:.1f}",
+                    ]
+                    for r in floor
+                ],
+            ),
+        ]
+    m = data["machine"]
+    load = data["load_average_end"]
+    parts.append(
+        _table(
+            ["the run", ""],
+            [
+                ["command", f"`{data['command']}`"],
+                ["started (UTC), minutes", f"{data['started_utc']}, {data['duration_s'] / 60:.0f}"],
+                ["machine", f"{m['cpus']} CPUs: {m['cpu']}, Python {m['python']}"],
+                ["machine load at the end (1 / 5 / 15 min)", " / ".join(f"{x:.2f}" for x in load)],
+                ["streams that parse and time every event", _int(s["sampled_streams"])],
+                ["runs per row (median)", _int(s["repeats"])],
+                ["seconds allowed after the last publish", f"{s['drain_s']:g}"],
+                [
+                    "Pushpin's message_rate: stock / raised",
+                    f"{_int(s['pushpin_stock_message_rate'])} / "
+                    f"{_int(s['pushpin_raised_message_rate'])}",
+                ],
+            ],
+        )
+    )
+    v = data["versions"]
+    python_packages = {**v["peers_venv"], **{f"{k} (sidestream's)": x for k, x in
+                                            v["project_venv"].items() if x}}  # fmt: skip
+    parts.append(
+        _table(
+            ["software", "version"],
+            [
+                ["redis-server", v["redis-server"]],
+                [
+                    "nginx / libnginx-mod-nchan (Debian)",
+                    f"{v['nginx']} / {v['libnginx-mod-nchan']}",
+                ],
+                ["pushpin (Debian)", v["pushpin"]],
+                *[[name, version] for name, version in sorted(python_packages.items())],
+            ],
+        )
+    )
+    return "\n\n".join(parts)
+
+
+def profile(data: dict[str, Any]) -> str:
+    """bench/peers.py --profile: where the service's CPU goes, per load, from py-spy's samples."""
+    cases = data["cases"]
+    names = list(cases)
+    categories: list[str] = []
+    for case in cases.values():
+        categories += [c for c in case["percent_by_category"] if c not in categories]
+    share = _table(
+        ["where the samples were (innermost known frame)", *names],
+        [
+            [c, *(f"{cases[n]['percent_by_category'].get(c, 0):.1f} %" for n in names)]
+            for c in categories
+        ],
+    )
+    parts = [share]
+    for name in names:
+        top = cases[name]["top_own_time"][:8]
+        parts += [
+            f"**Most samples of their own**: {name}",
+            _table(
+                ["function (file:line)", "share of samples"],
+                [[f"`{t['function']}`", f"{t['percent']:.1f} %"] for t in top],
+            ),
+        ]
+    parts.append(
+        _table(
+            ["profile", ""],
+            [
+                ["command", f"`{data['command']}`"],
+                ["profiler", data["tool"]],
+                ["machine load (1 min) at the start", _load(data["load_average_1min"])],
+            ],
+        )
+    )
+    return "\n\n".join(parts)
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "capacity": capacity,
     "channels": channels,
@@ -580,8 +740,10 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "guarantees": guarantees,
     "longpoll": longpoll,
     "mercure": mercure,
+    "peers": peers,
     "platforms": platforms,
     "processes": processes,
+    "profile": profile,
     "redis_shard": redis_shard,
     "servers": servers,
     "soak": soak,
