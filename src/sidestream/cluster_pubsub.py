@@ -2,11 +2,12 @@
 
 On a cluster the bus announces events with `SPUBLISH`, which reaches only the master that owns
 the channel's slot (and its replicas). [`ShardedPubSub`][sidestream.cluster_pubsub.ShardedPubSub]
-is what the hub listens with there: it holds **one pub/sub connection per master** that owns a
-subscribed channel (opened when the first such channel is subscribed), sends `SSUBSCRIBE`
-there (one command per slot, as Redis requires), and merges what the connections receive into
-one stream of messages shaped like a one-node `PubSub`'s (`subscribe`, `message`, `pong`), so
-the hub's session logic (confirmations, replay, ping) is the same on one node and on a cluster.
+is what the hub's listener ([`PubSubListener`][sidestream.listener.PubSubListener]) subscribes
+with there: it holds **one pub/sub connection per master** that owns a subscribed channel
+(opened when the first such channel is subscribed), sends `SSUBSCRIBE` there (one command per
+slot, as Redis requires), and merges what the connections receive into one stream of messages
+shaped like a one-node `PubSub`'s (`subscribe`, `message`, `pong`), so the listener's session
+logic (confirmations, replay, ping) is the same on one node and on a cluster.
 [`open_pubsub`][sidestream.cluster_pubsub.open_pubsub] picks it for a cluster client and
 redis-py's own `PubSub` for one node.
 
@@ -15,7 +16,7 @@ redis-py's own `PubSub` for one node.
 pushes `sunsubscribe` for the channels it no longer serves, a `SSUBSCRIBE` sent to a node that
 lost the slot is answered with `-MOVED`, and a killed master's connection drops. Each of these
 ends the whole session with [`ChannelMoved`][sidestream.cluster_pubsub.ChannelMoved] (a
-`ConnectionError`): the hub then opens a new session, which re-reads the slot map, subscribes
+`ConnectionError`): the listener then opens a new session, which re-reads the slot map, subscribes
 every channel on its current owner, and replays each channel from its stream after the last id
 it delivered. Nothing is lost or doubled, at the price of one replay read per channel. A shard
 connection that redis-py reconnects by itself ends the session the same way (messages may have
@@ -51,7 +52,7 @@ class ChannelMoved(redis.ConnectionError):
 
 
 def open_pubsub(client: Any) -> Any:
-    """The pub/sub object a hub listens with: sharded on a cluster client, else `pubsub()`."""
+    """The pub/sub object a listener uses: sharded on a cluster client, else `pubsub()`."""
     if is_cluster(client):
         return ShardedPubSub(client)
     return client.pubsub()
@@ -108,7 +109,7 @@ class _Shard:
 class ShardedPubSub:
     """`SSUBSCRIBE` over one connection per cluster master, read as one pub/sub session.
 
-    It has the methods of redis-py's asyncio `PubSub` that the hub uses: `connect`,
+    It has the methods of redis-py's asyncio `PubSub` that the listener uses: `connect`,
     `subscribe` / `unsubscribe` (sent as `SSUBSCRIBE` / `SUNSUBSCRIBE` to each channel's
     master), `get_message` (`smessage` and `ssubscribe` come back as `message` and
     `subscribe`), `ping` (answered once every shard has answered), `channels`, `connection`
@@ -129,7 +130,7 @@ class ShardedPubSub:
         self._lock = asyncio.Lock()
         self._closed = False
 
-    # -- what the hub calls -------------------------------------------------------------------
+    # -- what the listener calls ---------------------------------------------------------------
 
     async def connect(self) -> None:
         """Read the cluster's current slot map (a new session after a move starts from it)."""
