@@ -173,3 +173,30 @@ async def test_a_slot_migrated_while_streams_are_open_loses_and_doubles_nothing(
         hub_on.finish(sub)
         sub.close()
     await asyncio.gather(*tasks)
+
+
+async def test_a_channel_subscribed_after_its_slot_moved_follows_the_moved_reply(
+    cluster: LocalCluster, hub_on: Hub, prefix: str
+) -> None:
+    # The hub's slot map is from before the move, and no subscription told it (the channel had
+    # no readers yet): its SSUBSCRIBE goes to the old master, which answers -MOVED.
+    source, target, other = cluster.masters()
+    [elsewhere] = cluster.channels_on(other, 1, "stale")
+    [moved] = [n for n in cluster.channels_on(source, 8, "stale") if n != elsewhere][-1:]
+    first = Reader(await hub_on.subscribe([elsewhere]))
+    first_task = asyncio.create_task(first.run())
+    await asyncio.to_thread(cluster.migrate_slot, slot_of("{" + moved + "}"), target)
+    reconnects = hub_on.reconnects
+    late = Reader(await hub_on.subscribe([moved]))
+    late_task = asyncio.create_task(late.run())
+    assert hub_on.reconnects > reconnects  # the -MOVED ended the session; the next one is right
+    bus = Bus(connect(cluster.url), prefix=prefix)
+    try:
+        sent = [bus.publish(moved, "to the new owner"), bus.publish(elsewhere, "elsewhere")]
+    finally:
+        bus.redis.close()
+    await until(lambda: late.ids == sent[:1] and first.ids == sent[1:])
+    for reader in (first, late):
+        hub_on.finish(reader.sub)
+        reader.sub.close()
+    await asyncio.gather(first_task, late_task)
