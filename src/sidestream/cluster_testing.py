@@ -4,7 +4,9 @@
 --cluster-enabled yes` processes on free loopback ports (each with its cluster bus port chosen
 free too), joins them with `redis-cli --cluster create`, waits until every node reports
 `cluster_state:ok` with the same slot map, and at the end stops every process it started by its
-PID and removes its temporary directory. Nothing touches any other Redis.
+PID and removes its temporary directory. Nothing touches any other Redis. On Linux the nodes
+also get SIGTERM if the thread that started them ends without stopping them (a test run that was
+killed), so start and stop a cluster from the same thread.
 
 ```python
 from sidestream.cluster_testing import slot_of
@@ -21,10 +23,13 @@ SIGKILL (its replica takes over after `cluster-node-timeout`).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,6 +46,7 @@ __all__ = ["LocalCluster", "Node", "slot_of"]
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+_PR_SET_PDEATHSIG = 1
 
 
 def slot_of(key: str) -> int:
@@ -129,7 +135,9 @@ class LocalCluster:
                 "--protected-mode", "no", "--logfile", str(directory / "redis.log"),
                 *self.extra,
             ]  # fmt: skip
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            )
             self.nodes.append(Node(port, process, directory))
         for node in self.nodes:
             self._wait(lambda node=node: self._answers(node), timeout, f"{node.address} to start")
@@ -356,6 +364,14 @@ class LocalCluster:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
             time.sleep(0.05)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, SIGTERM when the thread that started the node
+    exits, so a test run that is killed (and never reaches `stop`) leaves no node running."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _cluster_slots(client: redis.Redis) -> list[Any]:
