@@ -475,21 +475,14 @@ def stock_pushpin_setting(name: str) -> int:
 
 
 @contextlib.contextmanager
-def start(
-    peer: Peer, redis_url: str, prefix: str, size: int, scratch: Path, wrap: list[str] | None = None
-) -> Iterator[Running]:
+def start(peer: Peer, redis_url: str, prefix: str, size: int, scratch: Path) -> Iterator[Running]:
     if peer.kind in ("sidestream", "naive", "bare"):
         design = {"sidestream": "sidestream", "naive": "naive", "bare": "bare"}[peer.kind]
         env = hiredis_env(peer.option, scratch)
-        server = Server(design, prefix, redis_url=redis_url, extra_env=env, wrap=wrap)
+        server = Server(design, prefix, redis_url=redis_url, extra_env=env)
         try:
             yield Running(server.port, server.pid, "/events?channel={channel}", "bus")
         finally:
-            if wrap:  # stop the profiled server, not the profiler: it writes when its child exits
-                for pid in process_tree(server.pid)[1:]:
-                    os.kill(pid, signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    server.process.wait(timeout=30)
             server.stop()
         return
     port = free_port()
@@ -551,9 +544,7 @@ def start(
     else:
         raise ValueError(peer.kind)
     log = (scratch / f"{peer.name}.log").open("ab")
-    process = subprocess.Popen(
-        [*(wrap or []), *command], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=scratch
-    )
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=scratch)
     try:
         wait_port(port, process, peer.name)
         if peer.kind == "pushpin":
@@ -639,16 +630,17 @@ async def measure(
     size: int,
     pattern: str,
     options: argparse.Namespace,
-    wrap: list[str] | None = None,
+    profile_to: Path | None = None,
 ) -> dict[str, Any]:
     """One peer, one size, one pattern ("fanout": N streams on one channel; "channels": one
-    stream on each of N channels)."""
+    stream on each of N channels). With `profile_to`, py-spy samples the server while the
+    events are published and delivered (and nothing before), into that file."""
     prefix = f"bench-peers:{uuid.uuid4().hex[:8]}:"
     tag = uuid.uuid4().hex[:6]
     channels = [f"b{tag}"] if pattern == "fanout" else [f"u{tag}-{i}" for i in range(size)]
     stream_channels = channels * size if pattern == "fanout" else channels
     result: dict[str, Any] = {"peer": peer.name, "pattern": pattern, "streams": size}
-    with start(peer, redis_url, prefix, size, scratch, wrap) as running:
+    with start(peer, redis_url, prefix, size, scratch) as running:
         publisher = Publisher(running, redis_url, prefix)
         live_channel = (
             (lambda c: publisher.bus.live_channel(c)) if running.publish_kind == "bus" else str
@@ -686,6 +678,14 @@ async def measure(
             index = {c: i for i, c in enumerate(channels)}
             per_tick = max(1, round(rate / 100))  # publish in 10 ms ticks at high rates
             result["load_average_1min"] = round(os.getloadavg()[0], 2)
+            spy = None
+            if profile_to is not None:
+                spy = subprocess.Popen(
+                    [py_spy(), "record", "--pid", str(running.pid), "--format", "raw",
+                     "--rate", "200", "--nonblocking", "-o", str(profile_to)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                await asyncio.sleep(2.0)  # attached
             cpu_before, own_before = tree_cpu_seconds(running.pid), own_cpu_seconds()
             begin = time.perf_counter()
             sent = 0
@@ -710,6 +710,9 @@ async def measure(
                 await asyncio.sleep(0.05)
             cpu = tree_cpu_seconds(running.pid) - cpu_before
             own = own_cpu_seconds() - own_before
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its samples and exits
+                spy.wait(timeout=60)
             counted = tally(
                 expected, crowd.counts(), sum(reader.duplicates for reader in crowd.readers)
             )
@@ -785,6 +788,10 @@ CATEGORIES = [  # first match wins, tested against each frame of a stack from th
 ]
 
 
+def py_spy() -> str:
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
 def summarize_profile(collapsed: str, top: int = 15) -> dict[str, Any]:
     """py-spy's raw (collapsed) stacks -> samples per category (by the innermost frame that
     names one) and the functions with the most samples of their own."""
@@ -821,31 +828,24 @@ def summarize_profile(collapsed: str, top: int = 15) -> dict[str, Any]:
 
 
 async def profile(redis_url: str, scratch: Path, options: argparse.Namespace) -> dict[str, Any]:
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     cases = {}
     for peer_name in ("sidestream", "sidestream-no-hiredis"):
         for size, pattern in ((1000, "fanout"), (1000, "channels")):
             out = scratch / f"profile-{peer_name}-{pattern}.txt"
-            wrap = [py_spy, "record", "--format", "raw", "--rate", "200", "--nonblocking",
-                    "-o", str(out), "--"]  # fmt: skip
-            run = await measure(
-                PEER_BY_NAME[peer_name], redis_url, scratch, size, pattern, options, wrap
-            )
-            await asyncio.sleep(1.0)  # py-spy writes its file when the server exits
-            summary = (
-                summarize_profile(out.read_text()) if out.exists() else {"error": "no profile"}
-            )
+            peer = PEER_BY_NAME[peer_name]
+            run = await measure(peer, redis_url, scratch, size, pattern, options, out)
+            summary = summarize_profile(out.read_text())
+            if options.profile_raw:
+                options.profile_raw.mkdir(parents=True, exist_ok=True)
+                shutil.copy(out, options.profile_raw / out.name)
             where = (
                 f"{size:,} streams on one channel"
                 if pattern == "fanout"
                 else f"one stream on each of {size:,} channels"
             )
-            name = f"{PEER_BY_NAME[peer_name].label}, {where}"
+            name = f"{peer.label}, {where}"
             cases[name] = {"run": run, **summary}
-            print(
-                json.dumps({name: summary.get("percent_by_category")}),
-                flush=True,
-            )
+            print(json.dumps({name: summary["percent_by_category"]}), flush=True)
     return cases
 
 
@@ -865,6 +865,7 @@ async def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="median of this many runs")
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--profile", action="store_true", help="py-spy on the service instead")
+    parser.add_argument("--profile-raw", type=Path, help="keep py-spy's stacks in this folder")
     parser.add_argument("--output", type=Path, default=None)
     options = parser.parse_args()
     fd_limit = raise_fd_limit()
