@@ -693,3 +693,25 @@ def test_a_cursor_from_before_redis_was_emptied_raises_cursor_ahead(bus: Bus) ->
         bus.wait("c", after_id=old, timeout=5)
     assert caught.value.latest_id == "0-0"
     assert bus.history("c", after_id="0") == []  # "from the start" of an empty stream is fine
+
+
+def test_a_foreign_entry_right_after_the_cursor_is_not_taken_for_a_gap(bus: Bus) -> None:
+    # Another producer's entries carry whatever `prev` they like (here: "the stream restarted");
+    # only the bus's own entries say what they follow.
+    cursor = bus.publish("c", "seen")
+    key = bus.stream_key("c")
+    bus.redis.xadd(key, {"data": "x", "event": "a\nb", "prev": "0-0"})
+    bus.redis.xadd(key, {"nothing": "no data field", "prev": "0-0"})
+    after = bus.publish("c", "after the junk")
+    assert [e.id for e in bus.history("c", after_id=cursor)] == [after]
+    assert [e.id for e in bus.wait("c", after_id=cursor, timeout=1)] == [after]
+    assert bus.invalid_entries == 4
+
+
+@pytest.mark.parametrize("reserved", ["close", "reset"])
+def test_the_services_own_event_types_are_refused(bus: Bus, reserved: str) -> None:
+    # A stream's client acts on `close` and `reset` as the service's word: nobody else's.
+    for publish in (bus.publish, bus.publish_live):
+        with pytest.raises(InvalidEvent, match=f"'{reserved}' is reserved"):
+            publish("c", "{}", event=reserved)
+    assert bus.latest_id("c") == "0-0"

@@ -580,3 +580,16 @@ def test_refusals_carry_their_json_body_whatever_the_accept_header(
         reply = client.get(path, headers={"Accept": accept})
         assert (reply.status_code, reply.mimetype) == (status, "application/json"), path
         assert names in reply.json["detail"], (path, reply.json)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_another_method_on_the_long_poll_route_is_a_json_405(
+    make_app: MakeApp, method: str
+) -> None:
+    client = make_app().test_client()
+    for path in ("/poll/news", "/poll/"):
+        reply = client.open(path, method=method, headers={"Accept": "text/event-stream"})
+        assert (reply.status_code, reply.mimetype) == (405, "application/json"), path
+        assert reply.json["error"] == "method_not_allowed"
+        assert "GET" in reply.json["detail"]
+        assert set(reply.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}

@@ -86,6 +86,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHANNEL_PATTERN",
     "MEMORY_URL",
+    "RESERVED_EVENTS",
     "SOCKET_TIMEOUT",
     "AsyncBus",
     "Bus",
@@ -111,6 +112,10 @@ the longest long poll (30 s), so one `XREAD BLOCK` covers a whole wait."""
 _U64_MAX: Final = U64_MAX
 _MAX_LIMIT: Final = 10_000
 _MAX_EVENT_TYPE: Final = 256
+
+RESERVED_EVENTS: Final = frozenset({"close", "reset"})
+"""Event types only the stream service sends (`close` ends a stream, `reset` says history was
+lost): a client acts on them, so nobody else may publish them."""
 
 # KEYS[1] = stream; ARGV = maxlen, data, event type ('' for none), live channel.
 # `prev` records the id this event follows, so history can tell a trimmed gap from no gap at all.
@@ -251,6 +256,11 @@ def _check_event(data: str, event: str | None, max_data_bytes: int) -> tuple[byt
             f"event type {event!r} is not valid: use None for the default type, or a non-empty "
             f"str of at most {_MAX_EVENT_TYPE} characters without CR, LF or NUL"
         )
+    if event in RESERVED_EVENTS:
+        raise InvalidEvent(
+            f"event type {event!r} is reserved: the stream service sends "
+            f"{' and '.join(sorted(RESERVED_EVENTS))} itself; name your event type otherwise"
+        )
     try:
         encoded = data.encode()
         event_type = (event or "").encode()
@@ -300,6 +310,8 @@ def _entry(raw_id: bytes | str, fields: Any) -> _Entry:
     values = {_text(k): _text(v) for k, v in fields.items()}
     event_id = _text(raw_id)
     prev = values.get("prev")
+    if "data" not in values:
+        raise ValueError("no 'data' field")
     event = values.get("event") or None
     if event is not None and (len(event) > _MAX_EVENT_TYPE or any(c in event for c in "\r\n\0")):
         raise ValueError(f"event type {event[:40]!r} has CR, LF or NUL, or is too long")
@@ -326,13 +338,6 @@ def _raw_id(raw_id: bytes | str) -> tuple[int, int] | None:
         return parse_cursor(_text(raw_id))
     except (ValueError, UnicodeDecodeError):
         return None
-
-
-def _raw_prev(fields: Any) -> tuple[int, int] | None:
-    if not isinstance(fields, dict):
-        fields = dict(zip(fields[::2], fields[1::2], strict=False))
-    prev = fields.get(b"prev", fields.get("prev"))
-    return None if prev is None else _raw_id(prev)
 
 
 def _xread_entries(reply: Any) -> Any:
@@ -439,12 +444,12 @@ class _BusCore:
         entries: list[_Entry] = []
         last: tuple[int, int] | None = None
         first_prev: tuple[int, int] | None = None
-        if raw:
-            first_prev = _raw_prev(raw[0][1])
-        for raw_id, fields in raw or []:
+        for index, (raw_id, fields) in enumerate(raw or []):
             last = _raw_id(raw_id) or last
             try:
                 entries.append(_entry(raw_id, fields))
+                if index == 0:  # only the bus's own entries say truly what they follow
+                    first_prev = entries[0].prev
             except (ValueError, UnicodeDecodeError, TypeError) as exc:
                 self.invalid_entries += 1
                 log.warning(

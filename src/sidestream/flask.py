@@ -136,6 +136,7 @@ P = ParamSpec("P")
 _NO_STORE: Final = {"Cache-Control": "no-store"}
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 _MAX_LONGPOLL_LIMIT: Final = 10_000
+_OTHER_METHODS: Final = ["POST", "PUT", "PATCH", "DELETE"]
 
 
 @dataclass(frozen=True)
@@ -634,6 +635,15 @@ def _names(channels: Sequence[str]) -> list[str]:
 
 def _long_poll_blueprint() -> flask.Blueprint:
     blueprint = flask.Blueprint(EXTENSION_KEY, __name__)
+
+    # Another method on these routes gets a JSON 405 too (Flask's own is an HTML page).
+    @blueprint.route("/", methods=_OTHER_METHODS)
+    @blueprint.route("/<path:channel>", methods=_OTHER_METHODS)
+    def other_method(channel: str = "") -> flask.Response:
+        detail = f"{flask.request.method} is not a method of the long-poll route: use GET"
+        response = _json(405, {"error": "method_not_allowed", "detail": detail})
+        response.headers["Allow"] = "GET, HEAD, OPTIONS"
+        return response
 
     @blueprint.get("/")
     def missing_channel() -> flask.Response:

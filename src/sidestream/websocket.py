@@ -62,7 +62,7 @@ from redis.exceptions import RedisError
 
 from sidestream.access import Grant
 from sidestream.admission import CURSOR_HEADER, CURSOR_PARAM, Admission, Refusal
-from sidestream.bus import validate_channel
+from sidestream.bus import RESERVED_EVENTS, validate_channel
 from sidestream.errors import AccessDenied, InvalidChannel, InvalidEvent, PayloadTooLarge
 from sidestream.hub import Hub, Subscriber
 from sidestream.servers import connection
@@ -97,8 +97,6 @@ SUBPROTOCOL = "sidestream.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "bearer."
 """An offered subprotocol `bearer.<token>` carries the token (read as `Authorization: Bearer`)."""
 
-RESERVED_EVENTS = frozenset({"close", "reset"})
-"""Event types only the service sends (a client may not publish them: SSE readers act on them)."""
 
 _MAX_REASON_BYTES = 123  # RFC 6455: a close frame's body is at most 125 bytes, 2 for the code
 _MAX_REF = 64
