@@ -13,7 +13,8 @@ import pytest
 import redis
 
 from sidestream.bus import Bus, connect
-from sidestream.longpoll import MAX_TIMEOUT, MIN_TIMEOUT, flask_long_poll, long_poll, parse_timeout
+from sidestream.flask import flask_long_poll
+from sidestream.longpoll import MAX_TIMEOUT, MIN_TIMEOUT, long_poll, parse_timeout
 from sidestream.testing import serve_wsgi
 
 

@@ -11,7 +11,7 @@ process.
 from flask import Flask, Response, request
 
 from sidestream.bus import Bus, connect
-from sidestream.longpoll import flask_long_poll
+from sidestream.flask import flask_long_poll
 
 # --8<-- [end:imports]
 

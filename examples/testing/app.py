@@ -11,7 +11,7 @@ from flask import Flask, Response, request
 
 from sidestream.bus import Bus, connect
 from sidestream.errors import InvalidChannel
-from sidestream.longpoll import flask_long_poll
+from sidestream.flask import flask_long_poll
 
 
 def create_app(bus: Bus | None = None) -> Flask:

@@ -31,7 +31,7 @@ It also registers:
 
 - the **long-poll blueprint** `sidestream` at `SIDESTREAM_LONGPOLL_PREFIX` (default `/poll`):
   `GET /poll/<channel>?last_id=&timeout=`, answered by
-  [`flask_long_poll`][sidestream.longpoll.flask_long_poll] once the
+  [`flask_long_poll`][sidestream.flask.flask_long_poll] once the
   [`authorize_read`][sidestream.flask.Sidestream.authorize_read] hook allowed it. Reads are
   closed until a hook is given: without one every poll is a 403 naming the fix, and public
   channels say [`allow_everyone`][sidestream.flask.allow_everyone];
@@ -77,7 +77,7 @@ from sidestream.errors import (
     SidestreamError,
     Unauthorized,
 )
-from sidestream.longpoll import flask_long_poll
+from sidestream.longpoll import long_poll
 from sidestream.tokens import DEFAULT_AUDIENCE, DEFAULT_LIFETIME, KEY_ENV, StreamTokens
 
 __all__ = [
@@ -91,6 +91,7 @@ __all__ = [
     "TokenGrant",
     "allow_everyone",
     "bus",
+    "flask_long_poll",
     "get_state",
 ]
 
@@ -624,6 +625,48 @@ class Sidestream:
 # ---------------------------------------------------------------------------------------------
 # The long-poll blueprint and the JSON errors
 # ---------------------------------------------------------------------------------------------
+
+
+def flask_long_poll(bus: Bus, channel: str | None = None, *, limit: int = 100) -> flask.Response:
+    """[`long_poll`][sidestream.longpoll.long_poll] for a Flask view, reading the request's query
+    (it lives here, beside the extension, so that `sidestream.longpoll` imports no framework).
+
+    Reads `last_id` and `timeout` from the query string, and `channel` too unless the view
+    passes one (a view that serves a user's own channel should: `channel=f"user:{user.id}"`).
+
+    ```python
+    import flask
+
+    from sidestream.bus import Bus, connect
+    from sidestream.flask import flask_long_poll
+
+    app = flask.Flask(__name__)
+    bus = Bus(connect("memory://"), prefix="doc-flask:")
+
+    @app.get("/poll")
+    def poll() -> flask.Response:
+        return flask_long_poll(bus)
+
+    response = app.test_client().get("/poll?channel=news")
+    print(response.status_code, response.json)
+    #> 200 {'events': [], 'last_id': '0-0', 'reset': False}
+    response = app.test_client().get("/poll?channel=news&last_id=0-0&timeout=soon")
+    print(response.status_code, response.json["parameter"])
+    #> 400 timeout
+    ```
+    """
+    args = flask.request.args
+    reply = long_poll(
+        bus,
+        channel if channel is not None else args.get("channel", ""),
+        args.get("last_id"),
+        args.get("timeout"),
+        limit=limit,
+    )
+    response = flask.jsonify(reply.body)
+    response.status_code = reply.status
+    response.headers.update(reply.headers)
+    return response
 
 
 def _names(channels: Sequence[str]) -> list[str]:

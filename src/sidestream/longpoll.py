@@ -48,8 +48,6 @@ from sidestream.errors import HistoryGap, InvalidChannel, InvalidCursor
 from sidestream.sse import Event
 
 if TYPE_CHECKING:
-    import flask
-
     from sidestream.bus import Bus
 
 __all__ = [
@@ -57,7 +55,6 @@ __all__ = [
     "MAX_TIMEOUT",
     "MIN_TIMEOUT",
     "Reply",
-    "flask_long_poll",
     "long_poll",
     "parse_timeout",
 ]
@@ -199,46 +196,3 @@ def long_poll(
     return Reply(
         200, {"events": [_event_json(e) for e in events], "last_id": cursor, "reset": False}
     )
-
-
-def flask_long_poll(bus: Bus, channel: str | None = None, *, limit: int = 100) -> flask.Response:
-    """[`long_poll`][sidestream.longpoll.long_poll] for a Flask view, reading the request's query.
-
-    Reads `last_id` and `timeout` from the query string, and `channel` too unless the view
-    passes one (a view that serves a user's own channel should: `channel=f"user:{user.id}"`).
-
-    ```python
-    import flask
-
-    from sidestream.bus import Bus, connect
-    from sidestream.longpoll import flask_long_poll
-
-    app = flask.Flask(__name__)
-    bus = Bus(connect("memory://"), prefix="doc-flask:")
-
-    @app.get("/poll")
-    def poll() -> flask.Response:
-        return flask_long_poll(bus)
-
-    response = app.test_client().get("/poll?channel=news")
-    print(response.status_code, response.json)
-    #> 200 {'events': [], 'last_id': '0-0', 'reset': False}
-    response = app.test_client().get("/poll?channel=news&last_id=0-0&timeout=soon")
-    print(response.status_code, response.json["parameter"])
-    #> 400 timeout
-    ```
-    """
-    import flask
-
-    args = flask.request.args
-    reply = long_poll(
-        bus,
-        channel if channel is not None else args.get("channel", ""),
-        args.get("last_id"),
-        args.get("timeout"),
-        limit=limit,
-    )
-    response = flask.jsonify(reply.body)
-    response.status_code = reply.status
-    response.headers.update(reply.headers)
-    return response
