@@ -145,6 +145,57 @@ def _bytes(value: float) -> str:
     return f"{value / 1e9:,.1f} GB" if value >= 1e9 else f"{value / 1e6:,.1f} MB"
 
 
+def _scaling_rows(data: dict[str, Any], share: str) -> list[list[object]]:
+    """capacity: what more processes and more shards measured, as the model uses it."""
+    if "processes" not in data:
+        return []
+    scaling, cluster = data["processes"], data["redis_cluster"]
+    n, shards = scaling["measured_processes"], cluster["measured_shards"]
+    return [
+        [f"Service processes: deliveries per CPU-s of each of {n}, against one process",
+         f"{scaling['per_cpu_ratio']:.2f}"],
+        ["Redis Cluster node: publishes per CPU-s, against one Redis (same script)",
+         f"{cluster['cluster_node_ratio']:.2f}"],
+        [f"Redis Cluster: publishes of {shards} shards, against {shards} times one",
+         f"{cluster['shard_scaling']:.2f}"],
+        [f"Redis Cluster shard at {share}: publishes/s, one per round trip",
+         _int(cluster["publishes_per_s"])],
+        [f"Redis Cluster shard at {share}: publishes/s, pipelined",
+         _int(cluster["publishes_per_s_pipelined"])],
+    ]  # fmt: skip
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count:,} {one if count == 1 else many}"
+
+
+def _checked_run(check: dict[str, Any]) -> str:
+    if check["benchmark"] == "cluster_publish":
+        return f"cluster publish: {_plural(check['shards'], 'shard', 'shards')}"
+    processes = _plural(check["processes"], "process", "processes")
+    streams = f"{check['streams_per_process']:,} streams each on one channel"
+    return f"{'fan-out' if check['benchmark'] == 'fanout' else 'processes'}: {processes}, {streams}"
+
+
+def _model_check(checks: list[dict[str, Any]]) -> str:
+    """capacity: the model beside each measured run, its error, and what it took from the run."""
+    return _table(
+        ["measured run", "figure", "measured", "the model's", "model error",
+         "the model took from this run"],
+        [
+            [
+                _checked_run(c),
+                c["figure"],
+                _int(c["measured"]),
+                _int(c["model"]),
+                f"{c['model'] / c['measured'] - 1:+.0%}",
+                c["fitted_here"] or "nothing (a prediction)",
+            ]
+            for c in checks
+        ],
+    )  # fmt: skip
+
+
 def capacity(data: dict[str, Any]) -> str:
     service, redis, budget = data["service_process"], data["redis_shard"], data["assumptions"]
     share = f"{budget['cpu_budget']:.0%} of a core"
@@ -166,6 +217,7 @@ def capacity(data: dict[str, Any]) -> str:
              _int(redis["publishes_per_s_pipelined"])],
             [f"Redis shard: memory per retained event ({redis['event_bytes']} B of data)",
              f"{redis['bytes_per_retained_event']} B"],
+            *_scaling_rows(data, share),
         ],
     )  # fmt: skip
     rows: list[tuple[str, Callable[[dict[str, Any]], object]]] = [
@@ -182,10 +234,20 @@ def capacity(data: dict[str, Any]) -> str:
             lambda w: _bytes(w["history_bytes_when_full"]),
         ),
     ]
+    if "redis_shards" in data["workloads"][0]:
+        shard_gib = f"{budget['memory_per_shard_bytes'] / 2**30:g} GiB"
+        rows += [
+            (f"Redis shards for the history ({shard_gib} each)",
+             lambda w: w["redis_shards_by_memory"]),
+            ("**service processes needed**", lambda w: f"**{w['service_processes']}**"),
+            ("**Redis shards needed**", lambda w: f"**{w['redis_shards']}**"),
+        ]  # fmt: skip
     workloads = _table(
         ["workload", *(w["name"] for w in data["workloads"])],
         [[label, *(cell(w) for w in data["workloads"])] for label, cell in rows],
     )
+    if "model_check" in data:
+        return f"{units}\n\n{workloads}\n\n{_model_check(data['model_check'])}"
     checks = service.get("model_check", [])
     if not checks:
         return f"{units}\n\n{workloads}"
