@@ -12,6 +12,7 @@ bottom, through the bus and the hub, up to the routes and the framework integrat
 - [`sidestream.longpoll`][sidestream.longpoll]: long polling for any WSGI view.
 - [`sidestream.subscriber`][sidestream.subscriber]: one client's queue and renderers.
 - [`sidestream.listener`][sidestream.listener]: the Redis pub/sub session behind a hub.
+- [`sidestream.replay`][sidestream.replay]: what a joining or reconnected stream missed.
 - [`sidestream.hub`][sidestream.hub]: per-process fan-out over one Redis subscription (the
   channel registry and the subscriber policy).
 - [`sidestream.admission`][sidestream.admission]: the one admission path of every stream route.

@@ -58,9 +58,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,9 +67,10 @@ from redis.exceptions import RedisError
 
 from sidestream.bus import AsyncBus, decode_live
 from sidestream.cursor import format_cursor, parse_cursor, parse_stream_cursor, validate_channel
-from sidestream.errors import CursorAhead, HistoryGap, InvalidArgument, Unavailable
+from sidestream.errors import HistoryGap, InvalidArgument, Unavailable
 from sidestream.listener import Listener, PubSubListener
-from sidestream.sse import Event, encode
+from sidestream.replay import History, catch_up, reset_event
+from sidestream.sse import Event
 from sidestream.subscriber import (
     HEARTBEAT,
     Counters,
@@ -93,16 +93,10 @@ __all__ = [
 
 log = logging.getLogger("sidestream.hub")
 
-_HISTORY_PAGE = 1000
 _YIELD_EVERY = 64  # let subscribers write after this many messages read in one go
 # A live id more than this far ahead of Redis's clock is not taken on trust: the Stream decides.
 _AHEAD_SLACK_MS = 2000
 Key = tuple[int, int]
-
-
-def _reset_event(channel: str, gap: HistoryGap) -> Event:
-    data = json.dumps({"channel": channel, "latest_id": gap.latest_id, "reason": gap.reason})
-    return Event(data, event="reset", id=gap.latest_id)
 
 
 class _Channel:
@@ -267,8 +261,7 @@ class Hub:
         self.cutoffs = 0
         self.replayed = 0
         self.poison_messages = 0
-        self._redis_commands = redis_commands
-        self._slots: asyncio.Semaphore | None = None
+        self.history = History(bus, redis_commands)
         self._channels: dict[str, _Channel] = {}
         self._by_live: dict[str, _Channel] = {}
         self._subscribers: set[Subscriber] = set()
@@ -298,7 +291,6 @@ class Hub:
         if self._closing:
             raise RuntimeError("this hub was closed; make a new one")
         self._event_loop = asyncio.get_running_loop()
-        self._slots = asyncio.Semaphore(self._redis_commands)
         self.listener.start()
         self._tasks = [asyncio.create_task(self._tick(), name="sidestream-hub-heartbeat")]
 
@@ -438,7 +430,9 @@ class Hub:
             start[ch.name] = ch.last_id
         self._subscribers.add(sub)
         try:
-            await self._catch_up(sub, start, positions, frames)
+            self.counters.delivered += await catch_up(
+                self.history, sub, start, positions, frames=frames
+            )
         except (RedisError, OSError) as exc:
             self.finish(sub)
             raise Unavailable(f"Redis failed while replaying history ({exc}); try again") from exc
@@ -539,81 +533,6 @@ class Hub:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _catch_up(
-        self, sub: Subscriber, start: dict[str, str], positions: dict[str, str], frames: bool
-    ) -> None:
-        names = sub.channels
-        current = {name: positions.get(name, start[name]) for name in names}
-        multi = len(names) > 1
-        head = f"id: {format_cursor(names, current)}\n\n".encode()
-        replayed: list[bytes] = []
-        replayed_frames: list[str] = []
-        skip: dict[str, Key] = {}
-        for name, after in positions.items():
-            after_key = parse_cursor(after)
-            try:
-                if after_key == parse_cursor(start[name]):
-                    skip[name] = after_key  # nothing to replay; live events up to it are old
-                    continue
-                if after_key > parse_cursor(start[name]):
-                    # Ahead of what this process delivered: the Stream says whether the client
-                    # saw a newer event (another process was quicker) or the cursor is foreign.
-                    assert self._slots is not None
-                    async with self._slots:
-                        latest = await self.bus.latest_id(name)
-                    if after_key > parse_cursor(latest):
-                        raise CursorAhead(name, after, None, latest)
-                events = await self._history(name, after)
-            except HistoryGap as gap:
-                current[name] = gap.latest_id
-                skip[name] = parse_cursor(gap.latest_id)
-                if frames:
-                    replayed_frames.append(event_frame(name, _reset_event(name, gap)))
-                else:
-                    replayed.append(self._reset(name, gap, names, current))
-                continue
-            for event in events:
-                assert event.id is not None
-                current[name] = event.id
-                if frames:
-                    replayed_frames.append(event_frame(name, event))
-                    continue
-                if multi:
-                    event = Event(event.data, event.event, format_cursor(names, current))
-                replayed.append(encode(event))
-            skip[name] = parse_cursor(current[name])
-        if frames:
-            # Where each channel starts: a WebSocket's "ready" frame.
-            sub.begin(skip=skip or None, positions=current, replay=tuple(replayed_frames))
-            self.counters.delivered += len(replayed_frames)
-            return
-        sub.begin(
-            skip=skip or None,
-            positions=current if multi else None,
-            cursor="" if multi else current[names[0]],
-            preamble=head + b"".join(replayed),
-        )
-        self.counters.delivered += len(replayed)
-
-    def _reset(
-        self, name: str, gap: HistoryGap, names: Sequence[str], current: dict[str, str]
-    ) -> bytes:
-        data = json.dumps({"channel": name, "latest_id": gap.latest_id, "reason": gap.reason})
-        return encode(Event(data, event="reset", id=format_cursor(names, current)))
-
-    async def _history(self, name: str, after: str) -> list[Event]:
-        """Every retained event after `after`, page by page (the Stream's MAXLEN bounds it)."""
-        assert self._slots is not None
-        events: list[Event] = []
-        while True:
-            async with self._slots:
-                page = await self.bus.history(name, after_id=after, limit=_HISTORY_PAGE)
-            events.extend(page)
-            if len(page) < _HISTORY_PAGE:
-                return events
-            assert page[-1].id is not None
-            after = page[-1].id
-
     # -- what the listener reports -------------------------------------------------------------
 
     async def _on_subscribed(self, live: str) -> None:
@@ -621,9 +540,7 @@ class Hub:
         if ch is None or ch.ready.cancelled():
             return
         if not ch.primed:
-            assert self._slots is not None
-            async with self._slots:
-                latest = await self.bus.latest_id(ch.name)
+            latest = await self.history.latest(ch.name)
             key = parse_cursor(latest)
             if key > ch.last_key:
                 ch.last_key, ch.last_id = key, latest
@@ -641,9 +558,9 @@ class Hub:
     async def _replay(self, ch: _Channel) -> None:
         """After a reconnect: deliver what was published on `ch` while we were away."""
         try:
-            events = await self._history(ch.name, ch.last_id)
+            events = await self.history.events_after(ch.name, ch.last_id)
         except HistoryGap as gap:
-            item = Item(ch.name, _reset_event(ch.name, gap), parse_cursor(gap.latest_id))
+            item = Item(ch.name, reset_event(ch.name, gap), parse_cursor(gap.latest_id))
             self._dispatch(ch, item)
             return
         self.replayed += len(events)
