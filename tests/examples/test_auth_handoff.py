@@ -232,7 +232,10 @@ async def test_each_user_receives_their_private_channel_and_not_the_others(
         pages[user] = page
 
     def notify(user: str, text: str) -> None:
-        httpx.post(f"{deployment.api_url}/notify/{user}", json={"text": text}).raise_for_status()
+        # The API lets a user publish to their own channel only: log in as that user.
+        with httpx.Client(base_url=deployment.api_url, timeout=5) as api:
+            api.post("/login", json={"user": user}).raise_for_status()
+            api.post(f"/notify/{user}", json={"text": text}).raise_for_status()
 
     notify(alice, "for alice 1")
     notify(bob, "for bob 1")
@@ -285,8 +288,21 @@ async def test_a_logged_out_page_asks_once_and_says_why(
 
 
 def test_notify_refuses_a_name_that_is_not_a_user(deployment: Deployment) -> None:
-    response = deployment.api.app.test_client().post("/notify/Bob!", json={"text": "x"})
+    client = deployment.api.app.test_client()
+    client.post("/login", json={"user": "alice"})
+    response = client.post("/notify/Bob!", json={"text": "x"})
     assert (response.status_code, response.get_json()) == (404, {"error": "no such user: 'Bob!'"})
+
+
+def test_notify_is_authorized_like_a_read(deployment: Deployment) -> None:
+    client = deployment.api.app.test_client()
+    anonymous = client.post("/notify/bob", json={"text": "x"})
+    assert (anonymous.status_code, anonymous.get_json()) == (401, {"error": "log in first"})
+    client.post("/login", json={"user": "alice"})
+    other = client.post("/notify/bob", json={"text": "x"})
+    assert (other.status_code, other.get_json()) == (403, {"error": "alice may not notify bob"})
+    not_json = client.post("/notify/alice", data="{", content_type="application/json")
+    assert (not_json.status_code, not_json.get_json()) == (400, {"error": "the body must be JSON"})
 
 
 def test_the_page_loads_client_js_which_imports_the_one_client(deployment: Deployment) -> None:
