@@ -498,7 +498,9 @@ def _build(
         middleware += [
             falcon.CORSMiddleware(
                 allow_origins=origins,
-                expose_headers=["Retry-After"],  # the browser client's wait after a 503
+                # The browser client's wait after a 503, and the Mercure route's resume point
+                # (the CORS middleware writes this header last, for every route).
+                expose_headers=["Retry-After", "Mercure-Last-Event-ID", "Last-Event-ID"],
                 allow_credentials=origins if settings.cors_credentials else None,
             ),
             _Vary(),
