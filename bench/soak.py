@@ -34,7 +34,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -47,7 +46,7 @@ from urllib.parse import urlencode
 import redis
 
 from sidestream.bus import AsyncBus, connect_async
-from sidestream.testing import free_port
+from sidestream.testing import free_port, stop_process
 from sidestream.tokens import StreamTokens
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -251,12 +250,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for _, stream in streams:
             if stream.transport is not None:
                 stream.transport.close()
-        service.send_signal(signal.SIGTERM)
-        try:
-            service.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            service.kill()
-            service.wait()
+        stop_process(service, timeout=20)
         for name in channels:
             await bus_client.delete(bus.stream_key(name))
         await bus_client.aclose()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from sidestream.testing import serve_uvicorn
+from sidestream.testing import serve_uvicorn, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -40,3 +43,24 @@ def test_an_app_that_cannot_load_raises_with_uvicorns_log(tmp_path: Path) -> Non
         serve_uvicorn("broken:app", cwd=tmp_path, timeout=20),
     ):
         pass
+
+
+def test_stop_process_terminates_and_kills_what_ignores_sigterm() -> None:
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stop_process(polite)
+    assert polite.returncode == -signal.SIGTERM
+    stubborn = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"
+    stop_process(stubborn, timeout=1)
+    assert stubborn.returncode == -signal.SIGKILL
+    stubborn.stdout.close()

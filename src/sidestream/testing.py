@@ -47,6 +47,7 @@ __all__ = [
     "serve_gunicorn",
     "serve_uvicorn",
     "serve_wsgi",
+    "stop_process",
     "wait_until",
     "wait_until_async",
 ]
@@ -200,6 +201,17 @@ def serve_uvicorn(
         yield base
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """Stop a server process a test started: SIGTERM (a graceful drain), then SIGKILL if it
+    has not exited within `timeout` seconds; returns once it has been reaped."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago, for a server a test starts itself."""
     with socket.socket() as probe:
@@ -277,12 +289,7 @@ def _serve_process(
                     time.sleep(0.1)
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 @dataclass

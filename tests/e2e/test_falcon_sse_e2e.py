@@ -31,7 +31,7 @@ from loopback import EXAMPLES, load_example, serving
 from proxy_servers import free_port, run_nginx
 
 from sidestream.bus import Bus, connect
-from sidestream.testing import read_events, serve_wsgi, wait_until, wait_until_async
+from sidestream.testing import read_events, serve_wsgi, stop_process, wait_until, wait_until_async
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -106,13 +106,7 @@ def run_service(redis_url: str, *, origin: str = "http://127.0.0.1:1") -> Iterat
             time.sleep(0.1)
         yield Service(f"http://127.0.0.1:{port}", process, name)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=15)
 
 
 def token_url(service: Service, module: ModuleType, user: str, ttl: int = 300) -> str:

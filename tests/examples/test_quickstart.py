@@ -37,7 +37,7 @@ from loopback import EXAMPLES, load_example
 
 from sidestream.errors import InvalidConfig
 from sidestream.flask import get_state
-from sidestream.testing import free_port, read_events_async, wait_until_async
+from sidestream.testing import free_port, read_events_async, stop_process, wait_until_async
 
 ROOT = EXAMPLES.parent
 QUICKSTART = EXAMPLES / "quickstart"
@@ -250,12 +250,7 @@ class Reader:
                     time.sleep(0.1)
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
             log.close()
 
 
