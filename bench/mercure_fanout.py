@@ -6,14 +6,14 @@ loopback. Writes bench/results/mercure.json, which docs/mercure.md renders as a 
     .venv/bin/python bench/mercure_fanout.py
     .venv/bin/python bench/mercure_fanout.py --subscribers 200 --events 50
 
-Method (the same as bench/fanout.py, whose clients and CPU accounting it reuses): start the
-service (bench/mercure_service.py: `create_app` plus the Mercure route) in one or two uvicorn
-processes; open N streams from this one asyncio process with raw sockets, split evenly across
-the processes, either `GET /events?channel=bench` or `GET /.well-known/mercure?match=bench`
+Method (the same as bench/fanout.py, whose server processes, clients and CPU accounting it reuses):
+start the service (bench/mercure_service.py: `create_app` plus the Mercure route) in one or two
+uvicorn processes; open N streams from this one asyncio process with raw sockets, split evenly
+across the processes, either `GET /events?channel=bench` or `GET /.well-known/mercure?match=bench`
 (anonymous: public updates); publish `rate` updates per second, each carrying its publish time,
 `/events` ones through the bus's script, Mercure ones as `POST /.well-known/mercure` to the
-processes in turn (so the Mercure figures include the publish requests); count distinct
-deliveries and the latency; divide deliveries by the server processes' CPU time.
+processes in turn (so the Mercure figures include the publish requests); count distinct deliveries
+and the latency; divide deliveries by the server processes' CPU time.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -35,11 +34,12 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from fanout import (  # noqa: E402
+    MODULES,
     REDIS_URL,
     Clients,
+    Server,
     cleanup,
     cpu_seconds,
-    installed,
     machine,
     percentile,
     raise_fd_limit,
@@ -47,49 +47,13 @@ from fanout import (  # noqa: E402
 )
 
 from sidestream.bus import AsyncBus, connect_async  # noqa: E402
-from sidestream.testing import free_port  # noqa: E402
 
 RESULTS = BENCH / "results" / "mercure.json"
 KEY = "bench-mercure-publisher-key-32-bytes!"
 HUB_URL = "https://hub.example.com/.well-known/mercure"
 ISSUER = "https://bench.example.com"
 PATHS = {"events": "/events?channel=bench", "mercure": "/.well-known/mercure?match=bench"}
-
-
-class Server:
-    """One uvicorn worker of bench/mercure_service.py in its own process."""
-
-    def __init__(self, prefix: str) -> None:
-        self.port = free_port()
-        command = [
-            sys.executable, "-m", "uvicorn", "mercure_service:app", "--app-dir", str(BENCH),
-            "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
-            "--log-level", "warning", "--timeout-graceful-shutdown", "3", "--backlog", "4096",
-        ]  # fmt: skip
-        if installed("uvloop"):
-            command += ["--loop", "uvloop"]
-        if installed("httptools"):
-            command += ["--http", "httptools"]
-        env = {**os.environ, "REDIS_URL": REDIS_URL, "BENCH_PREFIX": prefix}
-        env["BENCH_MERCURE_KEY"] = KEY
-        self.process = subprocess.Popen(command, env=env)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=0.5)
-                break
-            except httpx.HTTPError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the service did not start") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+MODULES["mercure"] = "mercure_service"  # create_app plus the Mercure route
 
 
 def publisher_token() -> str:
@@ -107,7 +71,9 @@ def publisher_token() -> str:
 
 async def run(route: str, processes: int, subscribers: int, events: int, rate: float) -> dict:
     prefix = f"bench-mercure:{uuid.uuid4().hex[:8]}:"
-    servers = [Server(prefix) for _ in range(processes)]
+    servers = [
+        Server("mercure", prefix, extra_env={"BENCH_MERCURE_KEY": KEY}) for _ in range(processes)
+    ]
     client = connect_async(REDIS_URL)
     bus = AsyncBus(client, prefix=prefix)
     groups = [Clients(server.port) for server in servers]
