@@ -16,7 +16,7 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,6 +211,23 @@ async def restart_service(service: Process, signum: int) -> None:
     await asyncio.to_thread(service.start)
 
 
+async def publish_through(
+    rig: Rig,
+    bus: AsyncBus,
+    *faults: Callable[[], Awaitable[None]],
+    around: int = 30,
+    during: int = 60,
+) -> None:
+    """Publish `around` messages, then `during` more while each fault runs in turn (the
+    publisher keeps trying), then `around` again once they are over."""
+    await rig.publish(bus, around)
+    for fault in faults:
+        publisher = asyncio.create_task(rig.publish(bus, during))
+        await fault()
+        await publisher
+    await rig.publish(bus, around)
+
+
 # --- restarts ---------------------------------------------------------------------------------
 
 
@@ -220,11 +237,7 @@ async def test_redis_restart_with_aof_loses_nothing(
     service = rig.service()
     rig.follow()
     async with following(rig):
-        await rig.publish(bus, 30)
-        publisher = asyncio.create_task(rig.publish(bus, 60))
-        await restart_redis(rig, health=service.base)  # while the publisher keeps trying
-        await publisher
-        await rig.publish(bus, 30)
+        await publish_through(rig, bus, lambda: restart_redis(rig, health=service.base))
     assert rig.ledger.failures > 0  # the publisher saw Redis go away
     assert metric(service.base, "redis_reconnects_total") >= 1
     assert httpx.get(f"{service.base}/healthz", timeout=5).status_code == 200
@@ -237,11 +250,7 @@ async def test_service_sigkill_and_restart_loses_nothing(
     service = rig.service()
     rig.follow()
     async with following(rig):
-        await rig.publish(bus, 30)
-        publisher = asyncio.create_task(rig.publish(bus, 60))
-        await restart_service(service, signal.SIGKILL)
-        await publisher
-        await rig.publish(bus, 30)
+        await publish_through(rig, bus, lambda: restart_service(service, signal.SIGKILL))
     assert all(f.connects >= 2 for f in rig.followers)  # each came back with Last-Event-ID
     assert_clean(rig, record)
 
@@ -251,19 +260,18 @@ async def test_redis_and_service_killed_at_once_lose_nothing(
 ) -> None:
     service = rig.service()
     rig.follow()
-    async with following(rig):
-        await rig.publish(bus, 30)
-        publisher = asyncio.create_task(rig.publish(bus, 60))
-        os_kill_both = asyncio.gather(
+
+    async def kill_both_then_start_them() -> None:
+        await asyncio.gather(
             asyncio.to_thread(service.kill, signal.SIGKILL),
             asyncio.to_thread(rig.redis.kill, signal.SIGKILL),
         )
-        await os_kill_both
         await asyncio.sleep(0.5)
         await asyncio.to_thread(rig.redis.start)
         await asyncio.to_thread(service.start)
-        await publisher
-        await rig.publish(bus, 30)
+
+    async with following(rig):
+        await publish_through(rig, bus, kill_both_then_start_them)
     assert rig.ledger.failures > 0
     assert all(f.connects >= 2 for f in rig.followers)
     assert_clean(rig, record)
@@ -275,12 +283,14 @@ async def test_rolling_restart_of_two_services_loses_nothing(
     first, second = rig.service(), rig.service()
     rig.follow()  # followers alternate between the two, and move on when one goes away
     async with following(rig):
-        await rig.publish(bus, 20)
-        for service in (first, second):
-            publisher = asyncio.create_task(rig.publish(bus, 40))
-            await restart_service(service, signal.SIGTERM)  # drains: a last retry, then exit
-            await publisher
-        await rig.publish(bus, 20)
+        await publish_through(  # SIGTERM drains: a last retry, then exit
+            rig,
+            bus,
+            lambda: restart_service(first, signal.SIGTERM),
+            lambda: restart_service(second, signal.SIGTERM),
+            around=20,
+            during=40,
+        )
     assert all(f.connects >= 2 for f in rig.followers)
     assert any(f.closes for f in rig.followers)  # the drain said goodbye with `close`
     assert_clean(rig, record)
