@@ -54,23 +54,25 @@ __all__ = [
 
 
 @contextmanager
-def serve_wsgi(app: WSGIApplication, host: str = "127.0.0.1") -> Iterator[str]:
+def serve_wsgi(app: WSGIApplication, host: str = "127.0.0.1", *, port: int = 0) -> Iterator[str]:
     """Serve a WSGI app (Flask, ...) in a background thread for the duration of a `with` block.
 
     Uses Werkzeug's threaded server: one daemon thread per request, so long polls do not block
     each other, and one still waiting does not hold up the end of the block. The port is chosen
-    by the OS.
+    by the OS unless `port` names one.
 
     Args:
         app: The WSGI application.
         host: The address to listen on; keep the loopback default in tests.
+        port: A port chosen beforehand (with [`free_port`][sidestream.testing.free_port]), for
+            two servers that must know each other's URL before either starts; 0: the OS picks.
 
     Yields:
         The base URL, like `http://127.0.0.1:54321` (no trailing slash).
     """
     from werkzeug.serving import make_server
 
-    server = make_server(host, 0, app, threaded=True)
+    server = make_server(host, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="serve_wsgi", daemon=True)
     thread.start()
     try:
@@ -83,7 +85,12 @@ def serve_wsgi(app: WSGIApplication, host: str = "127.0.0.1") -> Iterator[str]:
 
 @contextmanager
 def serve_asgi(
-    app: Any, host: str = "127.0.0.1", *, graceful_timeout: int = 2, **options: Any
+    app: Any,
+    host: str = "127.0.0.1",
+    *,
+    port: int = 0,
+    graceful_timeout: int = 2,
+    **options: Any,
 ) -> Iterator[str]:
     """Serve an ASGI app (the stream service, ...) with uvicorn in a background thread.
 
@@ -96,6 +103,8 @@ def serve_asgi(
     Args:
         app: The ASGI application.
         host: The address to listen on; keep the loopback default in tests.
+        port: A port chosen beforehand, as for [`serve_wsgi`][sidestream.testing.serve_wsgi];
+            0 (the default): the OS picks one.
         graceful_timeout: uvicorn's `timeout_graceful_shutdown`: without one, uvicorn waits
             for every open stream to end by itself, which an event stream never does.
         **options: More `uvicorn.Config` options.
@@ -108,7 +117,7 @@ def serve_asgi(
     settings: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "on"}
     settings.update(options)
     config = uvicorn.Config(
-        app, host=host, port=0, timeout_graceful_shutdown=graceful_timeout, **settings
+        app, host=host, port=port, timeout_graceful_shutdown=graceful_timeout, **settings
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="serve_asgi", daemon=True)

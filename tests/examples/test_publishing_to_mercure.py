@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-import uvicorn
 from loopback import EXAMPLES, load_example
 from mercure_hub import HUB_PATH, MercureHub
-from werkzeug.serving import make_server
 
 from sidestream.bus import AsyncBus, connect_async
 from sidestream.mercure import Publisher, publisher_token
 from sidestream.mercure_hub import MercureSettings, install
 from sidestream.service import create_app
-from sidestream.testing import free_port, serve_asgi, serve_wsgi, wait_until
+from sidestream.testing import free_port, serve_asgi, serve_wsgi
 from sidestream.tokens import AccessTokenClaims, StreamTokens, authorizer
 
 PUBLISHER_KEY = "mercure-publisher-key-32-bytes-long!"
@@ -147,6 +143,49 @@ async def received(page: Any, count: int) -> list[str]:
     return await page.eval_on_selector_all("#updates li", "items => items.map(i => i.textContent)")
 
 
+async def open_with_an_update_in_the_gap(browser: Any, site: str, hub_url: str) -> Any:
+    """Alice's page, subscribed; an update is published after /books/1 rendered but before
+    EventSource connects (the hub must replay it from the last-event-id of discovery)."""
+    alice = await (await browser.new_context()).new_page()
+
+    async def publish_in_the_gap(route: Any) -> None:
+        await asyncio.to_thread(httpx.post, f"{site}/books/1", json={"title": "In the gap"})
+        await route.continue_()
+
+    await alice.route(f"{hub_url}?*", publish_in_the_gap, times=1)
+    await alice.goto(f"{site}/")
+    await alice.wait_for_function("window.subscription && window.subscription.readyState === 1")
+    return alice
+
+
+async def subscribe_without_the_cookie(browser: Any, site: str, hub_url: str) -> Any:
+    """Mallory's page: same origin, same topic, its own EventSource, and no cookie."""
+    mallory = await (await browser.new_context()).new_page()
+    await mallory.goto(f"{site}/not-a-page")
+    await mallory.set_content('<ul id="updates"></ul>')
+    await mallory.evaluate(
+        """([hub, topic]) => {
+            const url = new URL(hub); url.searchParams.append("match", topic);
+            const source = new EventSource(url, { withCredentials: true });
+            source.onmessage = (e) => {
+              const li = document.createElement("li"); li.textContent = e.data;
+              document.getElementById("updates").append(li);
+            };
+            window.subscription = source;
+        }""",
+        [hub_url, TOPIC],
+    )
+    await mallory.wait_for_function("window.subscription.readyState === 1")
+    return mallory
+
+
+def publish_a_public_notice(hub_url: str) -> str:
+    """A public update on the book's topic, straight to the hub; its id."""
+    token = publisher_token(draft_08(PUBLISHER_KEY, hub_url))
+    with Publisher(hub_url, token, protocol="draft-08") as publisher:
+        return publisher.publish(TOPIC, json.dumps({"title": "public notice"}))
+
+
 @pytest.mark.browser
 async def test_subscriber_js_receives_private_updates_only_with_the_cookie(
     browser: Any, example: ModuleType, hub: tuple[MercureHub, str]
@@ -160,46 +199,18 @@ async def test_subscriber_js_receives_private_updates_only_with_the_cookie(
         # Alice loads the page: subscriber.js fetches /books/1 (Link headers + HttpOnly cookie).
         # An update lands after /books/1 rendered but before EventSource connects: the
         # last-event-id from discovery, sent as last_event_id, makes the hub replay it.
-        alice = await (await browser.new_context()).new_page()
-
-        async def publish_in_the_gap(route: Any) -> None:
-            await asyncio.to_thread(httpx.post, f"{site}/books/1", json={"title": "In the gap"})
-            await route.continue_()
-
-        await alice.route(f"{hub_url}?*", publish_in_the_gap, times=1)
-        await alice.goto(f"{site}/")
-        await alice.wait_for_function("window.subscription && window.subscription.readyState === 1")
+        alice = await open_with_an_update_in_the_gap(browser, site, hub_url)
         assert COOKIE not in await alice.evaluate("document.cookie")  # HttpOnly
         gap_id = example.books[1]["last_update"]
         assert f"last_event_id={before_page}".replace(":", "%3A") in double.subscribe_urls[0]
         assert double.subscribe_urls[0].startswith("match=https%3A%2F%2Fexample.com%2Fbooks%2F1")
 
         # Mallory is on the same origin and subscribes to the same topic, without the cookie.
-        mallory = await (await browser.new_context()).new_page()
-        await mallory.goto(f"{site}/not-a-page")
-        await mallory.set_content('<ul id="updates"></ul>')
-        await mallory.evaluate(
-            """([hub, topic]) => {
-                const url = new URL(hub); url.searchParams.append("match", topic);
-                const source = new EventSource(url, { withCredentials: true });
-                source.onmessage = (e) => {
-                  const li = document.createElement("li"); li.textContent = e.data;
-                  document.getElementById("updates").append(li);
-                };
-                window.subscription = source;
-            }""",
-            [hub_url, TOPIC],
-        )
-        await mallory.wait_for_function("window.subscription.readyState === 1")
+        mallory = await subscribe_without_the_cookie(browser, site, hub_url)
 
         httpx.post(f"{site}/books/1", json={"title": "Dune Messiah"}).raise_for_status()
         private_id = example.books[1]["last_update"]
-        with Publisher(
-            hub_url,
-            publisher_token(draft_08(PUBLISHER_KEY, hub_url)),
-            protocol="draft-08",
-        ) as p:
-            public_id = p.publish(TOPIC, json.dumps({"title": "public notice"}))
+        public_id = publish_a_public_notice(hub_url)
 
         assert await received(alice, 3) == [
             f"In the gap ({gap_id})",
@@ -210,34 +221,6 @@ async def test_subscriber_js_receives_private_updates_only_with_the_cookie(
 
 
 # --- the same example against sidestream's own hub (sidestream.mercure_hub) -------------------
-
-
-@contextmanager
-def on_port(port: int, app: Any, *, asgi: bool) -> Iterator[str]:
-    """Serve `app` on a port chosen beforehand: the hub and the site must know each other's
-    URL before either starts (the tokens name the hub, the hub's CORS names the site)."""
-    if asgi:
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        config.timeout_graceful_shutdown = 2
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        wait_until(lambda: server.started, timeout=10)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:  # end the open streams as a SIGTERM would, then stop
-            server.servers[0].get_loop().call_soon_threadsafe(app.begin_drain)
-            server.should_exit = True
-            thread.join(timeout=15)
-        return
-    wsgi = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=wsgi.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        wsgi.shutdown()
-        thread.join(timeout=5)
 
 
 @pytest.mark.browser
@@ -266,42 +249,18 @@ async def test_the_example_against_sidestreams_own_hub(
     monkeypatch.setenv("MERCURE_PUBLISHER_JWT_KEY", PUBLISHER_KEY)
     monkeypatch.setenv("MERCURE_SUBSCRIBER_JWT_KEY", SUBSCRIBER_KEY)
     example = load_example("mercure/app.py")
-    with on_port(hub_port, app, asgi=True), on_port(site_port, example.app, asgi=False):
+    # The hub and the site must know each other's URL before either starts (the tokens name
+    # the hub, the hub's CORS names the site): both ports are chosen beforehand.
+    with serve_asgi(app, port=hub_port), serve_wsgi(example.app, port=site_port):
         httpx.post(f"{site}/books/1", json={"title": "Before the page"}).raise_for_status()
-        alice = await (await browser.new_context()).new_page()
-
-        async def publish_in_the_gap(route: Any) -> None:
-            await asyncio.to_thread(httpx.post, f"{site}/books/1", json={"title": "In the gap"})
-            await route.continue_()
-
-        await alice.route(f"{hub_url}?*", publish_in_the_gap, times=1)
-        await alice.goto(f"{site}/")
-        await alice.wait_for_function("window.subscription && window.subscription.readyState === 1")
+        alice = await open_with_an_update_in_the_gap(browser, site, hub_url)
         gap_id = example.books[1]["last_update"]  # the publisher's urn:uuid, found in history
 
-        mallory = await (await browser.new_context()).new_page()
-        await mallory.goto(f"{site}/not-a-page")
-        await mallory.set_content('<ul id="updates"></ul>')
-        await mallory.evaluate(
-            """([hub, topic]) => {
-                const url = new URL(hub); url.searchParams.append("match", topic);
-                const source = new EventSource(url, { withCredentials: true });
-                source.onmessage = (e) => {
-                  const li = document.createElement("li"); li.textContent = e.data;
-                  document.getElementById("updates").append(li);
-                };
-                window.subscription = source;
-            }""",
-            [hub_url, TOPIC],
-        )
-        await mallory.wait_for_function("window.subscription.readyState === 1")
+        mallory = await subscribe_without_the_cookie(browser, site, hub_url)
 
         httpx.post(f"{site}/books/1", json={"title": "Dune Messiah"}).raise_for_status()
         private_id = example.books[1]["last_update"]
-        with Publisher(
-            hub_url, publisher_token(draft_08(PUBLISHER_KEY, hub_url)), protocol="draft-08"
-        ) as p:
-            public_id = p.publish(TOPIC, json.dumps({"title": "public notice"}))
+        public_id = publish_a_public_notice(hub_url)
 
         assert await received(alice, 3) == [
             f"In the gap ({gap_id})",
