@@ -12,6 +12,7 @@ import flask
 import httpx
 import jwt
 import pytest
+from mercure_cases import publish_to_double
 from mercure_hub import Grants, MercureHub, matches
 
 from sidestream.errors import (
@@ -74,17 +75,9 @@ def publish(request: pytest.FixtureRequest, hub: MercureHub, all_topics: str) ->
     async def run(
         *args: Any, token: Any = all_topics, policy: RetryPolicy = NO_WAIT, **kw: Any
     ) -> str:
-        if request.param == "sync":
-            client = httpx.Client(transport=hub.transport())
-            with Publisher(
-                HUB, token, protocol="draft-07", client=client, retry=policy
-            ) as publisher:
-                return publisher.publish(*args, **kw)
-        async_client = httpx.AsyncClient(transport=hub.transport())
-        async with AsyncPublisher(
-            HUB, token, protocol="draft-07", client=async_client, retry=policy
-        ) as publisher:
-            return await publisher.publish(*args, **kw)
+        return await publish_to_double(
+            request.param, hub, HUB, token, "draft-07", policy, *args, **kw
+        )
 
     return run
 

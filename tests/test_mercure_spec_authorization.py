@@ -14,6 +14,7 @@ from typing import Any
 
 import jwt
 import pytest
+from mercure_cases import access_claims
 
 from sidestream.errors import InvalidToken, InvalidTokenConfig
 from sidestream.mercure_match import (
@@ -48,18 +49,15 @@ def detail(actions: Any, topics: Any, **extra: Any) -> dict[str, Any]:
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    base: dict[str, Any] = {
-        "iss": ISSUER,
-        "aud": HUB,
-        "sub": "urn:uuid:bb3de268-05b0-4c65-b44e-8f9acefc29d6",
-        "client_id": ISSUER,
-        "iat": now,
-        "exp": now + 300,
-        "jti": "urn:uuid:e70ff8d7-59d5-4a92-b0b7-505e8f6d09fa",
-        "authorization_details": [detail(["subscribe"], [{"match": "https://example.com/a"}])],
-    }
-    return {key: value for key, value in {**base, **overrides}.items() if value is not None}
+    return access_claims(
+        issuer=ISSUER,
+        audience=HUB,
+        subject="urn:uuid:bb3de268-05b0-4c65-b44e-8f9acefc29d6",
+        token_id="urn:uuid:e70ff8d7-59d5-4a92-b0b7-505e8f6d09fa",
+        lifetime=300,
+        details=[detail(["subscribe"], [{"match": "https://example.com/a"}])],
+        **overrides,
+    )
 
 
 def sign(payload: dict[str, Any], typ: str = "at+jwt", **header: Any) -> str:

@@ -16,6 +16,13 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from mercure_cases import (
+    BAD_SUBSCRIPTION_QUERIES,
+    DETAIL_TYPE,
+    access_claims,
+    matchers,
+    publish_to_double,
+)
 from mercure_hub import HUB_PATH, MercureHub
 
 from sidestream.errors import (
@@ -24,7 +31,7 @@ from sidestream.errors import (
     MercurePayloadTooLarge,
     MercureUnauthorized,
 )
-from sidestream.mercure import AsyncPublisher, Publisher, RetryPolicy, publisher_token
+from sidestream.mercure import Publisher, RetryPolicy, publisher_token
 from sidestream.mercure_match import TopicMatcher
 from sidestream.testing import StreamReader, read_events, serve_asgi
 from sidestream.tokens import AccessTokenClaims, StreamTokens
@@ -34,7 +41,7 @@ SITE = "https://example.com"
 PUBLISHER_KEY = "publisher-key-of-at-least-32-bytes!!"
 SUBSCRIBER_KEY = "subscriber-key-of-at-least-32-bytes!"
 NO_WAIT = RetryPolicy(attempts=3, backoff=0)
-DETAIL = "https://mercure.rocks/authorization-detail"
+DETAIL = DETAIL_TYPE
 FORM = "application/x-www-form-urlencoded"
 
 Publish = Callable[..., Awaitable[str]]
@@ -64,35 +71,23 @@ def publish(request: pytest.FixtureRequest, hub: MercureHub) -> Publish:
 
     async def run(*args: Any, token: Any = None, **kw: Any) -> str:
         token = token or issuer()
-        if request.param == "sync":
-            client = httpx.Client(transport=hub.transport())
-            with Publisher(HUB, token, protocol="draft-08", client=client, retry=NO_WAIT) as p:
-                return p.publish(*args, **kw)
-        async_client = httpx.AsyncClient(transport=hub.transport())
-        async with AsyncPublisher(
-            HUB, token, protocol="draft-08", client=async_client, retry=NO_WAIT
-        ) as publisher:
-            return await publisher.publish(*args, **kw)
+        return await publish_to_double(
+            request.param, hub, HUB, token, "draft-08", NO_WAIT, *args, **kw
+        )
 
     return run
 
 
 def token(key: str = PUBLISHER_KEY, typ: str = "at+jwt", **overrides: Any) -> str:
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": SITE,
-        "aud": HUB,
-        "sub": "urn:uuid:1",
-        "client_id": SITE,
-        "iat": now,
-        "exp": now + 60,
-        "jti": "urn:uuid:2",
-        "authorization_details": [
-            {"type": DETAIL, "actions": ["publish", "subscribe"], "topics": [{"match": "*"}]}
-        ],
-    }
-    claims.update(overrides)
-    claims = {name: value for name, value in claims.items() if value is not None}
+    claims = access_claims(
+        issuer=SITE,
+        audience=HUB,
+        subject="urn:uuid:1",
+        token_id="urn:uuid:2",
+        lifetime=60,
+        details=[{"type": DETAIL, "actions": ["publish", "subscribe"], "topics": [{"match": "*"}]}],
+        **overrides,
+    )
     return jwt.encode(claims, key, algorithm="HS256", headers={"typ": typ})
 
 
@@ -372,30 +367,13 @@ def publish_form(hub_url: str, body: str, **claims: Any) -> str:
     return response.text
 
 
-def subscriber(hub_url: str, *matchers: str, exp: int | None = None) -> str:
-    topics = [
-        {"match": m.split(" ")[0], "match_type": m.split(" ")[1]} if " " in m else {"match": m}
-        for m in matchers
-    ]
-    detail = {"type": DETAIL, "actions": ["subscribe"], "topics": topics}
+def subscriber(hub_url: str, *written: str, exp: int | None = None) -> str:
+    detail = {"type": DETAIL, "actions": ["subscribe"], "topics": matchers(*written)}
     expiry = {"exp": exp} if exp is not None else {}
     return token(SUBSCRIBER_KEY, aud=hub_url, authorization_details=[detail], **expiry)
 
 
-@pytest.mark.parametrize(
-    "query",
-    [
-        "",
-        "topic=a",
-        "match_regex=a",
-        "MATCH=a",
-        "Match_exact=a",
-        "matches=a",
-        "match=a%0Ab",
-        "match=a%E2%80%8Eb",
-        "match_urlpattern=https%3A%2F%2Fe.com%2F(a",
-    ],
-)
+@pytest.mark.parametrize("query", BAD_SUBSCRIPTION_QUERIES)
 def test_s3_bad_matcher_parameters_are_400(served: tuple[MercureHub, str], query: str) -> None:
     _, hub_url = served
     assert httpx.get(f"{hub_url}?{query}").status_code == 400
