@@ -35,6 +35,21 @@ BAD_SUBSCRIPTION_QUERIES = [
     "match_urlpattern=https%3A%2F%2Fe.com%2F%28a",
 ]
 
+# Draft-07 topic selectors (URI templates, RFC 6570) as (selector, topic, matched): the same
+# cases for sidestream.mercure_match and for the hub double.
+DRAFT_07_SELECTOR_CASES = [
+    ("*", "https://example.com/books/1", True),
+    ("https://example.com/books/1", "https://example.com/books/1", True),
+    ("https://example.com/books/{id}", "https://example.com/books/1", True),
+    ("https://example.com/books/{id}", "https://example.com/books/1/x", False),
+    ("https://example.com/books/{+rest}", "https://example.com/books/1/x", True),
+    ("https://example.com/{+rest}", "https://example.com/books/1/x?y", True),
+    ("https://example.com/books/{id}", "https://example.com/books/{id}", True),
+    ("https://example.net/bar/{var}", "https://example.net/foo/a", False),
+    ("a{b", "a{b", True),  # a stray brace: no template, matched exactly
+    ("a{b", "ab", False),
+]
+
 
 def access_claims(
     *,

@@ -14,7 +14,7 @@ from typing import Any
 
 import jwt
 import pytest
-from mercure_cases import access_claims
+from mercure_cases import DRAFT_07_SELECTOR_CASES, access_claims
 
 from sidestream.errors import InvalidToken, InvalidTokenConfig
 from sidestream.mercure_match import (
@@ -426,20 +426,7 @@ def test_access_token_claims_needs_a_client_id() -> None:
         AccessTokenClaims(client_id="")
 
 
-@pytest.mark.parametrize(
-    ("selector", "topic", "matched"),
-    [
-        ("*", "https://example.com/books/1", True),
-        ("https://example.com/books/1", "https://example.com/books/1", True),
-        ("https://example.com/books/{id}", "https://example.com/books/1", True),
-        ("https://example.com/books/{id}", "https://example.com/books/1/x", False),
-        ("https://example.com/{+rest}", "https://example.com/books/1/x?y", True),
-        ("https://example.com/books/{id}", "https://example.com/books/{id}", True),
-        ("https://example.net/bar/{var}", "https://example.net/foo/a", False),
-        ("a{b", "a{b", True),  # a stray brace: no template, matched exactly
-        ("a{b", "ab", False),
-    ],
-)
+@pytest.mark.parametrize(("selector", "topic", "matched"), DRAFT_07_SELECTOR_CASES)
 def test_draft_07_topic_selectors(selector: str, topic: str, matched: bool) -> None:
     assert TopicSelector(selector).matches(topic) is matched
 
