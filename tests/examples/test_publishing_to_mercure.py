@@ -179,11 +179,22 @@ async def subscribe_without_the_cookie(browser: Any, site: str, hub_url: str) ->
     return mallory
 
 
-def publish_a_public_notice(hub_url: str) -> str:
-    """A public update on the book's topic, straight to the hub; its id."""
+async def check_private_then_public(
+    example: ModuleType, site: str, hub_url: str, alice: Any, mallory: Any, gap_id: str
+) -> None:
+    """A private update through the site, then a public one straight to the hub: Alice (with
+    the cookie) gets the gap's update and both, in order; Mallory only the public one."""
+    httpx.post(f"{site}/books/1", json={"title": "Dune Messiah"}).raise_for_status()
+    private_id = example.books[1]["last_update"]
     token = publisher_token(draft_08(PUBLISHER_KEY, hub_url))
     with Publisher(hub_url, token, protocol="draft-08") as publisher:
-        return publisher.publish(TOPIC, json.dumps({"title": "public notice"}))
+        public_id = publisher.publish(TOPIC, json.dumps({"title": "public notice"}))
+    assert await received(alice, 3) == [
+        f"In the gap ({gap_id})",
+        f"Dune Messiah ({private_id})",
+        f"public notice ({public_id})",
+    ]
+    assert await received(mallory, 1) == [json.dumps({"title": "public notice"})]
 
 
 @pytest.mark.browser
@@ -207,17 +218,7 @@ async def test_subscriber_js_receives_private_updates_only_with_the_cookie(
 
         # Mallory is on the same origin and subscribes to the same topic, without the cookie.
         mallory = await subscribe_without_the_cookie(browser, site, hub_url)
-
-        httpx.post(f"{site}/books/1", json={"title": "Dune Messiah"}).raise_for_status()
-        private_id = example.books[1]["last_update"]
-        public_id = publish_a_public_notice(hub_url)
-
-        assert await received(alice, 3) == [
-            f"In the gap ({gap_id})",
-            f"Dune Messiah ({private_id})",
-            f"public notice ({public_id})",
-        ]
-        assert await received(mallory, 1) == [json.dumps({"title": "public notice"})]
+        await check_private_then_public(example, site, hub_url, alice, mallory, gap_id)
 
 
 # --- the same example against sidestream's own hub (sidestream.mercure_hub) -------------------
@@ -257,17 +258,7 @@ async def test_the_example_against_sidestreams_own_hub(
         gap_id = example.books[1]["last_update"]  # the publisher's urn:uuid, found in history
 
         mallory = await subscribe_without_the_cookie(browser, site, hub_url)
-
-        httpx.post(f"{site}/books/1", json={"title": "Dune Messiah"}).raise_for_status()
-        private_id = example.books[1]["last_update"]
-        public_id = publish_a_public_notice(hub_url)
-
-        assert await received(alice, 3) == [
-            f"In the gap ({gap_id})",
-            f"Dune Messiah ({private_id})",
-            f"public notice ({public_id})",
-        ]
-        assert await received(mallory, 1) == [json.dumps({"title": "public notice"})]
+        await check_private_then_public(example, site, hub_url, alice, mallory, gap_id)
         await alice.wait_for_timeout(300)
         assert len(await received(alice, 3)) == 3  # nothing twice
     example.publisher.close()
