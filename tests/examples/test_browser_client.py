@@ -201,6 +201,14 @@ async def wait_for(page: Any, count: int) -> None:
     await page.wait_for_function(expression, timeout=20_000)
 
 
+async def open_streaming(browser: Any, url: str, service: Counted) -> Any:
+    """A new page at `url` (the client page), once its one stream is open on `service`."""
+    page = await browser.new_page()
+    await page.goto(url)
+    await wait_until_async(lambda: service.open_streams == 1, timeout=20)
+    return page
+
+
 async def test_a_refusal_stops_the_client_with_the_reason_shown(setup: Setup, browser: Any) -> None:
     service = setup.service()
     setup.api.service, setup.api.granted = service.url, ["news", "keyed", "out"]
@@ -238,9 +246,7 @@ async def test_a_draining_service_is_left_after_its_retry_and_nothing_is_lost(
     first, second = setup.service(), setup.service()
     setup.api.service, setup.api.granted = first.url, ["news"]
     bus = setup.bus()
-    page = await browser.new_page()
-    await page.goto(f"{setup.origin}/?channel=news")
-    await wait_until_async(lambda: first.open_streams == 1, timeout=20)
+    page = await open_streaming(browser, f"{setup.origin}/?channel=news", first)
     bus.publish("news", "one")
     await wait_for(page, 1)
 
@@ -271,9 +277,7 @@ async def test_a_history_gap_calls_on_reset_and_the_page_refetches(
     service = setup.service()
     setup.api.service, setup.api.granted = service.url, ["news"]
     bus = setup.bus()
-    page = await browser.new_page()
-    await page.goto(f"{setup.origin}/?channel=news&remember=news")
-    await wait_until_async(lambda: service.open_streams == 1, timeout=20)
+    page = await open_streaming(browser, f"{setup.origin}/?channel=news&remember=news", service)
     bus.publish("news", "one")
     await wait_for(page, 1)
     await page.evaluate("window.stream.close()")
@@ -303,9 +307,7 @@ async def test_each_channel_resumes_after_a_new_token_even_before_its_first_even
     setup.api.service = service.url
     setup.api.granted, setup.api.lifetime = ["a", "b"], 3
     bus = setup.bus()
-    page = await browser.new_page()
-    await page.goto(f"{setup.origin}/?channel=a&channel=b")
-    await wait_until_async(lambda: service.open_streams == 1, timeout=20)
+    page = await open_streaming(browser, f"{setup.origin}/?channel=a&channel=b", service)
     setup.api.lifetime, setup.api.delay = 120, 2  # the next token comes slowly
     # The token expires before either channel had an event: the positions come from the
     # cursor the stream started with, which the `close` event reports.
@@ -342,9 +344,7 @@ async def test_on_one_origin_a_503_is_retried_no_sooner_than_its_retry_after(
         "/stream-token": token,
     }
     service = setup.service(retry_after=3, pages=pages)
-    page = await browser.new_page()
-    await page.goto(f"{service.url}/?channel=news")
-    await wait_until_async(lambda: service.open_streams == 1, timeout=20)
+    page = await open_streaming(browser, f"{service.url}/?channel=news", service)
     drained = time.monotonic()
     service.drain_now()
     await wait_until_async(
@@ -363,16 +363,12 @@ async def test_on_one_origin_a_503_is_retried_no_sooner_than_its_retry_after(
 async def test_close_leaves_no_open_request_and_no_timer(setup: Setup, browser: Any) -> None:
     service = setup.service()
     setup.api.service, setup.api.granted = service.url, ["news"]
-    page = await browser.new_page()
-    await page.goto(f"{setup.origin}/?channel=news")
-    await wait_until_async(lambda: service.open_streams == 1, timeout=20)
+    page = await open_streaming(browser, f"{setup.origin}/?channel=news", service)
     await page.evaluate("window.stream.close()")
     await wait_until_async(lambda: service.open_streams == 0, timeout=20)
 
     # Closed while waiting to reconnect: the service refuses (503), the client backs off.
-    other = await browser.new_page()
-    await other.goto(f"{setup.origin}/?channel=news")
-    await wait_until_async(lambda: service.open_streams == 1, timeout=20)
+    other = await open_streaming(browser, f"{setup.origin}/?channel=news", service)
     service.drain_now()
     await wait_until_async(lambda: len(service.streams) >= 4, timeout=20)  # retried, probed
     await other.evaluate("window.stream.close()")
