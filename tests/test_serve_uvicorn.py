@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sidestream.testing import serve_uvicorn, stop_process
+from sidestream.testing import free_port, serve_uvicorn, stop_process, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -64,3 +64,28 @@ def test_stop_process_terminates_and_kills_what_ignores_sigterm() -> None:
     stop_process(stubborn, timeout=1)
     assert stubborn.returncode == -signal.SIGKILL
     stubborn.stdout.close()
+
+
+def test_wait_for_http_gives_up_when_the_process_exits_or_time_is_out() -> None:
+    url = f"http://127.0.0.1:{free_port()}/healthz"  # nothing listens there
+    gone = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(RuntimeError, match=r"exited \(code 3\)"):
+        wait_for_http(url, gone, timeout=30)
+    asleep = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.raises(RuntimeError, match="no ready answer"):
+            wait_for_http(url, asleep, timeout=0.5)
+    finally:
+        stop_process(asleep)
+
+
+def test_wait_for_http_waits_for_the_answer_ready_accepts(tmp_path: Path) -> None:
+    (tmp_path / "hello.py").write_text(APP)
+    with serve_uvicorn("hello:app", cwd=tmp_path, env={"GREETING": "hi"}) as base:
+        holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            wait_for_http(f"{base}/", holder, timeout=10, ready=lambda r: r.status_code == 200)
+            with pytest.raises(RuntimeError, match="no ready answer"):
+                wait_for_http(f"{base}/", holder, timeout=0.5, ready=lambda r: r.status_code == 503)
+        finally:
+            stop_process(holder)

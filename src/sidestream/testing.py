@@ -48,6 +48,7 @@ __all__ = [
     "serve_uvicorn",
     "serve_wsgi",
     "stop_process",
+    "wait_for_http",
     "wait_until",
     "wait_until_async",
 ]
@@ -210,6 +211,40 @@ def serve_uvicorn(
         yield base
 
 
+def wait_for_http(
+    url: str,
+    proc: subprocess.Popen[Any],
+    timeout: float,
+    *,
+    ready: Callable[[httpx.Response], bool] = lambda response: True,
+) -> None:
+    """Poll `GET url` (every 0.1 s) until a server process a test started answers it.
+
+    Args:
+        url: What to ask, like `http://127.0.0.1:54321/healthz`.
+        proc: The server's process: if it exits first, waiting is over.
+        timeout: Seconds to wait in all.
+        ready: Which answer means ready; by default any HTTP answer at all.
+
+    Raises:
+        RuntimeError: `proc` exited, or `timeout` seconds passed, before a ready answer.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if ready(httpx.get(url, timeout=2)):
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"the process exited (code {proc.returncode}) before {url} answered")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no ready answer from {url} in {timeout} s")
+        time.sleep(0.1)
+
+
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
     """Stop a server process a test started: SIGTERM (a graceful drain), then SIGKILL if it
     has not exited within `timeout` seconds; returns once it has been reaped."""
@@ -270,8 +305,6 @@ def _serve_process(
     timeout: float,
 ) -> Iterator[str]:
     """Run `python <arguments>` until the block ends; ready when `ready_path` answers."""
-    import httpx
-
     base = f"http://127.0.0.1:{port}"
     # The server logs to a file: a pipe that nobody reads could fill up and block it.
     with tempfile.TemporaryFile() as log:
@@ -283,19 +316,14 @@ def _serve_process(
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    httpx.get(f"{base}{ready_path}", timeout=1)
-                    break
-                except httpx.TransportError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        proc.kill()
-                        proc.wait()
-                        log.seek(0)
-                        output = log.read().decode(errors="replace")
-                        raise RuntimeError(f"{name} did not answer on {base}:\n{output}") from None
-                    time.sleep(0.1)
+            try:
+                wait_for_http(f"{base}{ready_path}", proc, timeout)
+            except RuntimeError:
+                proc.kill()
+                proc.wait()
+                log.seek(0)
+                output = log.read().decode(errors="replace")
+                raise RuntimeError(f"{name} did not answer on {base}:\n{output}") from None
             yield base
         finally:
             stop_process(proc)

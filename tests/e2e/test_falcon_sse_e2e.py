@@ -31,7 +31,14 @@ from loopback import EXAMPLES, load_example, serving
 from proxy_servers import free_port, run_nginx
 
 from sidestream.bus import Bus, connect
-from sidestream.testing import read_events, serve_wsgi, stop_process, wait_until, wait_until_async
+from sidestream.testing import (
+    read_events,
+    serve_wsgi,
+    stop_process,
+    wait_for_http,
+    wait_until,
+    wait_until_async,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -94,16 +101,9 @@ def run_service(redis_url: str, *, origin: str = "http://127.0.0.1:1") -> Iterat
     }
     process = subprocess.Popen(["sh", str(EXAMPLES / "falcon_sse/run.sh")], env=env)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, "run.sh exited"
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.1)
+        wait_for_http(
+            f"http://127.0.0.1:{port}/healthz", process, 20, ready=lambda r: r.status_code == 200
+        )
         yield Service(f"http://127.0.0.1:{port}", process, name)
     finally:
         stop_process(process, timeout=15)

@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import time
 import uuid
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -37,7 +36,13 @@ from loopback import EXAMPLES, load_example
 
 from sidestream.errors import InvalidConfig
 from sidestream.flask import get_state
-from sidestream.testing import free_port, read_events_async, stop_process, wait_until_async
+from sidestream.testing import (
+    free_port,
+    read_events_async,
+    stop_process,
+    wait_for_http,
+    wait_until_async,
+)
 
 ROOT = EXAMPLES.parent
 QUICKSTART = EXAMPLES / "quickstart"
@@ -238,16 +243,11 @@ class Reader:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(f"{base}/healthz", timeout=2)
-                    break
-                except httpx.TransportError:
-                    log.seek(0)
-                    assert proc.poll() is None, f"{script} exited:\n{log.read().decode()}"
-                    assert time.monotonic() < deadline, f"{script}: no answer on {base}"
-                    time.sleep(0.1)
+            try:
+                wait_for_http(f"{base}/healthz", proc, 60)
+            except RuntimeError as error:
+                log.seek(0)
+                raise AssertionError(f"{script}: {error}\n{log.read().decode()}") from None
             yield base
         finally:
             stop_process(proc)
