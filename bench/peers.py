@@ -151,7 +151,8 @@ def tally(expected: list[int], counts: list[int], sampled_duplicates: int = 0) -
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The median of each number over repeated runs (the first run's other fields)."""
+    """The median of each number over repeated runs (the first run's other fields). Whole
+    numbers take the lower median, a value one of the runs measured, so counts stay counts."""
     if len(runs) == 1:
         return runs[0]
     merged = dict(runs[0])
@@ -159,7 +160,8 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         values = [run.get(key) for run in runs]
         numbers = all(isinstance(v, (int, float)) for v in values)
         if numbers and isinstance(first, (int, float)) and not isinstance(first, bool):
-            merged[key] = statistics.median(values)  # type: ignore[type-var]
+            whole = all(isinstance(v, int) for v in values)
+            merged[key] = (statistics.median_low if whole else statistics.median)(values)  # type: ignore[arg-type]
     merged["repeats"] = len(runs)
     return merged
 
@@ -498,7 +500,8 @@ def start(peer: Peer, redis_url: str, prefix: str, size: int, scratch: Path) -> 
         running = Running(port, 0, "/events?channel={channel}", "redis")
     elif peer.kind == "flask-sse":
         worker = (
-            ["-k", "gthread", "--threads", str(size + 50)]
+            # gthread takes at most worker_connections clients (1000 unless raised)
+            ["-k", "gthread", "--threads", str(size + 50), "--worker-connections", str(size + 50)]
             if peer.option == "gthread"
             else ["-k", "gevent", "--worker-connections", str(size + 50)]
         )

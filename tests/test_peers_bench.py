@@ -150,6 +150,16 @@ def test_median_run_takes_each_number_s_median() -> None:
     )
 
 
+def test_median_of_two_runs_keeps_counts_whole() -> None:
+    runs = [
+        {"streams": 5000, "lost": 0, "p50_ms": 2.0},
+        {"streams": 5000, "lost": 600, "p50_ms": 3.0},
+    ]
+    merged = peers.median_run(runs)
+    assert merged == {"streams": 5000, "lost": 0, "p50_ms": 2.5, "repeats": 2}
+    assert isinstance(merged["streams"], int)
+
+
 def test_profile_summary_names_the_innermost_known_frame() -> None:
     collapsed = "\n".join(
         [
