@@ -891,6 +891,7 @@ async def main() -> None:
             output = options.output or PROFILE
             output.write_text(json.dumps(report, indent=2) + "\n")
             print(f"wrote {output}")
+            shutil.rmtree(scratch, ignore_errors=True)
             return
         runs = []
         todo = [(p, n, pat) for n, pat in cases for p in peers]
