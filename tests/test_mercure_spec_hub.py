@@ -32,7 +32,15 @@ from sidestream.errors import MercureForbidden, MercureUnauthorized
 from sidestream.mercure import Publisher
 from sidestream.mercure_hub import MercureRoute, MercureSettings, install
 from sidestream.service import create_app
-from sidestream.testing import StreamReader, free_port, read_events, serve_asgi, wait_until
+from sidestream.testing import (
+    StreamReader,
+    free_port,
+    read_events,
+    serve_asgi,
+    stop_process,
+    wait_for_http,
+    wait_until,
+)
 from sidestream.tokens import AccessTokenClaims, StreamTokens, authorizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -494,8 +502,7 @@ def private_redis() -> Iterator[str]:
         wait_until(lambda: _answers(port), timeout=10)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc, timeout=10)
 
 
 def _answers(port: int) -> bool:
@@ -522,19 +529,11 @@ def start_example(redis_url: str, audience: str, port: int) -> subprocess.Popen[
     command = [sys.executable, "-m", "uvicorn", "--app-dir", "examples/mercure_hub", "hub:app"]
     proc = subprocess.Popen([*command, "--port", str(port)], cwd=ROOT, env=env)
     try:
-        wait_until(lambda: _up(f"http://127.0.0.1:{port}/"), timeout=20)
+        wait_for_http(f"http://127.0.0.1:{port}/", proc, timeout=20)
     except BaseException:
-        proc.terminate()
+        stop_process(proc)
         raise
     return proc
-
-
-def _up(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=1)
-        return True
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture
@@ -547,8 +546,7 @@ def two_hubs(private_redis: str) -> Iterator[tuple[str, str, str]]:
         yield audience, *(f"http://127.0.0.1:{port}/.well-known/mercure" for port in ports)
     finally:
         for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=15)
+            stop_process(proc, timeout=15)
 
 
 @pytest.mark.slow
