@@ -5,6 +5,7 @@ the generic path, but loses about half its fan-out throughput: this test makes t
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -12,8 +13,18 @@ import pytest
 from sidestream.access import allow_everyone
 from sidestream.bus import AsyncBus, Bus, connect, connect_async
 from sidestream.service import create_app
-from sidestream.sse import EventStreamParser
+from sidestream.sse import Event, EventStreamParser
 from sidestream.testing import serve_asgi
+
+
+def publish_and_read(bus: Bus, channel: str, chunks: Iterator[bytes]) -> tuple[str, list[Event]]:
+    """Publish "hello" on `channel`; its id, and the first events the open stream then parses."""
+    event_id = bus.publish(channel, "hello")
+    parser = EventStreamParser()
+    events: list[Event] = []
+    while not events:
+        events = parser.feed(next(chunks))
+    return event_id, events
 
 
 def test_under_uvicorn_the_hub_writes_events_directly(key_prefix: str) -> None:
@@ -31,11 +42,7 @@ def test_under_uvicorn_the_hub_writes_events_directly(key_prefix: str) -> None:
             "uvicorn's request cycle no longer looks as sidestream.servers.UvicornConnection "
             "expects (flow.write_paused, disconnected, response_complete): the fast path is off"
         )
-        event_id = bus.publish("fast", "hello")
-        parser = EventStreamParser()
-        events = []
-        while not events:
-            events = parser.feed(next(chunks))
+        event_id, events = publish_and_read(bus, "fast", chunks)
         assert [(e.id, e.data) for e in events] == [(event_id, "hello")]
         assert app.hub.stats().delivered >= 1
 
@@ -55,11 +62,7 @@ def test_fast_path_false_serves_through_the_generic_adapter_and_says_so(
         next(chunks)
         [subscriber] = app.hub._subscribers
         assert subscriber._direct is None  # every event takes the queue
-        event_id = bus.publish("slow", "hello")
-        parser = EventStreamParser()
-        events = []
-        while not events:
-            events = parser.feed(next(chunks))
+        event_id, events = publish_and_read(bus, "slow", chunks)
         assert [(e.id, e.data) for e in events] == [(event_id, "hello")]
     said = [r.getMessage() for r in caplog.records if r.name == "sidestream.servers"]
     assert "http connections are served by the generic adapter (fast_path=False)" in said
