@@ -333,23 +333,26 @@ async def handshake(
     return sent
 
 
+# Tokens are issued when each test runs, not at import: a whole suite can outlast their lifetime.
+FRESH = "fresh-token-issued-by-the-test"
+
 BAD_HANDSHAKES = [
     # (case, query, headers, subprotocols, status, reason)
     ("no-token", query("room"), {}, None, 401, "no stream token: send it in"),
     ("bad-token", query("room", token="x.y.z"), {}, None, 401, "token is malformed"),
-    ("read-not-granted", query("admin", token=token()), {}, None, 403, "alice may not read admin"),
-    ("no-channel", f"token={token()}", {}, None, 400, '"channel" parameter is required'),
-    ("bad-channel", query("a b", token=token()), {}, None, 400, "channel name 'a b' is not valid"),
-    ("bad-cursor", query("room", token=token(), last_event_id="x"), {}, None, 400, "cursor 'x'"),
+    ("read-not-granted", query("admin", token=FRESH), {}, None, 403, "alice may not read admin"),
+    ("no-channel", f"token={FRESH}", {}, None, 400, '"channel" parameter is required'),
+    ("bad-channel", query("a b", token=FRESH), {}, None, 400, "channel name 'a b' is not valid"),
+    ("bad-cursor", query("room", token=FRESH, last_event_id="x"), {}, None, 400, "cursor 'x'"),
     (
         "foreign-origin",
-        query("room", token=token()),
+        query("room", token=FRESH),
         {"Origin": "https://evil.example"},
         None,
         403,
         "origin https://evil.example may not open sockets here",
     ),
-    ("no-subprotocol", query("room"), {}, [f"bearer.{token()}"], 400, "offer the 'sidestream.v1'"),
+    ("no-subprotocol", query("room"), {}, [f"bearer.{FRESH}"], 400, "offer the 'sidestream.v1'"),
 ]
 
 
@@ -366,6 +369,9 @@ async def test_a_refused_handshake_is_closed_before_accept_with_3000_plus_status
     status: int,
     reason: str,
 ) -> None:
+    fresh = token()
+    qs = qs.replace(FRESH, fresh)
+    subprotocols = None if subprotocols is None else [p.replace(FRESH, fresh) for p in subprotocols]
     app = make_app(bus)
     async with falcon.testing.ASGIConductor(app):
         [close] = await handshake(app, qs, headers, subprotocols)
