@@ -85,8 +85,12 @@ def test_timeout_returns_an_empty_list_and_the_same_cursor(bus: Bus) -> None:
 
 def test_a_waiting_poll_wakes_up_on_publish(bus: Bus) -> None:
     cursor = bus.latest_id("c")
-    threading.Timer(0.2, lambda: bus.publish("c", "news")).start()
+    publisher = threading.Timer(0.2, lambda: bus.publish("c", "news"))
+    publisher.start()
     reply = long_poll(bus, "c", cursor, "10")
+    # The poll wakes once the entry is written, maybe before the publish has read its reply:
+    # let it finish before the fixture closes the client under it.
+    publisher.join(5)
     assert [e["data"] for e in reply.body["events"]] == ["news"]
 
 
