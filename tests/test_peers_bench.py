@@ -202,7 +202,11 @@ def test_smoke_run_against_the_service() -> None:
             assert run["received"] == run["expected"]
             assert run["sampled_streams"] == 5
             assert run["redis_connections"] <= 2  # one pub/sub connection, one for commands
-            assert run["server_cpu_s"] > 0 and run["generator_cpu_s"] > 0
+            # 200 deliveries can cost the server less than one clock tick (10 ms) on a quiet
+            # machine, so only the figure's presence is checked here; tree_cpu_seconds has its own
+            # test above with a process that burns a known amount.
+            assert run["server_cpu_s"] >= 0 and run["generator_cpu_s"] >= 0
+            assert (run["deliveries_per_cpu_s"] is None) == (run["server_cpu_s"] == 0)
 
 
 def fanout_redis():  # type: ignore[no-untyped-def]
