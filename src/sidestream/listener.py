@@ -13,6 +13,10 @@ or (through `sidestream.cluster_pubsub`) on a Redis Cluster. It talks to the hub
   replay after a reconnect);
 - it hands every message to [`on_message`][sidestream.listener.ListenerHost.on_message], and
   awaits what that returns, if anything (a check against the Stream), before reading on;
+- on one Redis node with hiredis installed it reads in bulk
+  ([`sidestream.bulk_reader`][sidestream.bulk_reader]: every message of a socket read at once,
+  no task wake-up per message); otherwise one message at a time through redis-py. The process
+  logs once which way its hub reads;
 - after a silence of `ping_interval` it sends `PING`; no answer in as long again ends the session;
 - when a session ends for any reason (Redis gone, redis-py reconnecting by itself, or a bug), it
   tells the host ([`on_lost`][sidestream.listener.ListenerHost.on_lost]: messages may have been
@@ -34,15 +38,18 @@ from typing import Any, Final, Protocol
 from redis.backoff import FullJitterBackoff
 from redis.exceptions import RedisError
 
+from sidestream.bulk_reader import YIELD_EVERY, BulkReader, attach
+from sidestream.cluster import is_cluster
 from sidestream.cluster_pubsub import open_pubsub
 
 __all__ = ["Listener", "ListenerHost", "PubSubListener"]
 
 log = logging.getLogger("sidestream.hub")
 
-_YIELD_EVERY: Final = 64  # let subscribers write after this many messages read in one go
 # A live id more than this far ahead of Redis's clock is not taken on trust: the Stream decides.
 _AHEAD_SLACK_MS: Final = 2000
+
+_logged: set[str] = set()  # how the hub reads pub/sub: logged once per process each way
 
 
 class ListenerHost(Protocol):
@@ -100,6 +107,7 @@ class _Session:
         self.sent: dict[str, int] = {}
         self.confirmed: dict[str, int] = {}
         self.alive = True
+        self.bulk: BulkReader | None = None  # set when the socket is read in bulk
 
     async def reconnected(self, connection: Any) -> None:
         """Any later (re)connect, even one redis-py makes by itself, means messages may have
@@ -216,13 +224,19 @@ class PubSubListener:
             elif wanted:
                 return  # wanted again before we got to unsubscribe
             try:
-                if command == "SUBSCRIBE":
-                    await session.pubsub.subscribe(live)
-                else:
-                    await session.pubsub.unsubscribe(live)
+                await self._command(session, command, live)
             except (RedisError, OSError) as exc:
                 log.warning("%s %s failed: %s", command, live, exc)
                 session.alive = False
+
+    @staticmethod
+    async def _command(session: _Session, command: str, *lives: str) -> None:
+        if session.bulk is not None:
+            session.bulk.send(command, *lives)
+        elif command == "SUBSCRIBE":
+            await session.pubsub.subscribe(*lives)
+        else:
+            await session.pubsub.unsubscribe(*lives)
 
     def ahead_of_redis(self, key: tuple[int, int]) -> bool:
         """True when `key` is further ahead of Redis's own clock (read with `TIME` at connect)
@@ -276,6 +290,7 @@ class PubSubListener:
             await pubsub.connect()
             pubsub.connection.register_connect_callback(session.reconnected)
             await self._read_redis_clock()
+            self._read_in_bulk(session)
             # Holding the lock: a channel added meanwhile is subscribed once this session is
             # in place, by its own SUBSCRIBE.
             async with self._lock:
@@ -283,13 +298,26 @@ class PubSubListener:
                 for live in lives:
                     session.sent[live] = 1
                 if lives:
-                    await pubsub.subscribe(*lives)
+                    await self._command(session, "SUBSCRIBE", *lives)
                 self.session = session
         except BaseException:
             session.alive = False
             await self._close_session(session)
             raise
         return session
+
+    def _read_in_bulk(self, session: _Session) -> None:
+        """Take over the session's socket with a bulk reader, if this connection allows it."""
+        if is_cluster(self.redis):
+            why = "a Redis Cluster (one sharded connection per master)"
+        else:
+            session.bulk, why = attach(
+                session.pubsub.connection, lambda reply: self._on_reply(session, reply)
+            )
+        way = "in bulk (hiredis)" if session.bulk is not None else f"through redis-py: {why}"
+        if way not in _logged:
+            _logged.add(way)
+            log.info("the hub reads Redis pub/sub %s", way)
 
     async def _close_session(self, session: _Session) -> None:
         connection = session.pubsub.connection
@@ -308,6 +336,51 @@ class PubSubListener:
         self._clock = (int(seconds) * 1000 + int(micros) // 1000, self._loop.time())
 
     async def _read(self, session: _Session) -> None:
+        if session.bulk is not None:
+            await self._read_bulk(session, session.bulk)
+        else:
+            await self._read_each(session)
+
+    def _on_reply(self, session: _Session, reply: Any) -> Awaitable[None] | None:
+        """One reply read in bulk: a message, a confirmation, or a pong (ignored)."""
+        if isinstance(reply, list) and len(reply) == 3:  # an array (RESP2) or a push (RESP3)
+            kind = reply[0]
+            if kind == b"message":
+                return self.host.on_message(reply[1], reply[2])
+            if kind == b"subscribe":
+                return self._confirmed(session, reply[1])
+        return None
+
+    def _confirmed(self, session: _Session, raw: bytes | str) -> Awaitable[None] | None:
+        """Redis confirmed a SUBSCRIBE: the host hears of the last one sent this session."""
+        live = raw.decode() if isinstance(raw, bytes) else raw
+        count = session.confirmed[live] = session.confirmed.get(live, 0) + 1
+        if count >= session.sent.get(live, 1):
+            return self.host.on_subscribed(live)
+        return None
+
+    async def _read_bulk(self, session: _Session, bulk: BulkReader) -> None:
+        """Messages are handled as they arrive (by the bulk reader); this watches for the end
+        of the connection and for silence (a PING, then no answer ends the session)."""
+        assert self._loop is not None
+        loop, interval = self._loop, self.ping_interval
+        pinged_at = -1.0  # loop time of the last PING sent
+        while session.alive and not self._closing:
+            unanswered = bulk.last_heard < pinged_at
+            quiet_until = (pinged_at if unanswered else bulk.last_heard) + interval
+            now = loop.time()
+            if now < quiet_until:
+                await asyncio.wait([bulk.ended], timeout=quiet_until - now)
+            if bulk.ended.done():
+                raise bulk.ended.result()
+            if not session.alive or loop.time() < quiet_until:
+                continue
+            if unanswered:
+                raise TimeoutError(f"no answer to PING in {interval:g}s")
+            bulk.send("PING")
+            pinged_at = loop.time()
+
+    async def _read_each(self, session: _Session) -> None:
         assert self._loop is not None
         loop, host = self._loop, self.host
         pubsub = session.pubsub
@@ -336,11 +409,9 @@ class PubSubListener:
                 if follow_up is not None:
                     await follow_up
                 handled += 1
-                if handled % _YIELD_EVERY == 0:
+                if handled % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
             elif kind == "subscribe":
-                raw = message["channel"]
-                live = raw.decode() if isinstance(raw, bytes) else raw
-                count = session.confirmed[live] = session.confirmed.get(live, 0) + 1
-                if count >= session.sent.get(live, 1):
-                    await host.on_subscribed(live)
+                follow_up = self._confirmed(session, message["channel"])
+                if follow_up is not None:
+                    await follow_up

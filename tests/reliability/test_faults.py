@@ -35,6 +35,8 @@ from reliability_helpers import (
 )
 
 from sidestream.bus import AsyncBus, connect_async
+from sidestream.hub import Hub
+from sidestream.sse import EventStreamParser
 from sidestream.testing import wait_until_async
 from sidestream.tokens import StreamTokens
 
@@ -420,3 +422,28 @@ async def test_stalled_reader_is_cut_off_and_others_get_everything(
     finally:
         stalled.close()
     assert_clean(rig, record)
+
+
+async def test_a_frozen_redis_is_pinged_given_up_on_and_replayed_after(
+    private_redis: PrivateRedis, bus: AsyncBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis stops answering (SIGSTOP) without closing the connection: after `ping_interval` of
+    silence the hub sends PING, after as long again without an answer it drops the session, and
+    once Redis answers again it reconnects and replays: each event exactly once."""
+    interval = 0.3
+    async with Hub(bus, heartbeat=60, ping_interval=interval, reconnect_delay=(0.05, 0.2)) as hub:
+        sub = await hub.subscribe(["frozen"])
+        first = await bus.publish("frozen", "before")
+        private_redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            await wait_until_async(lambda: hub.listener.reconnects >= 1, timeout=10 * interval)
+        finally:
+            private_redis.proc.send_signal(signal.SIGCONT)
+        second = await bus.publish("frozen", "after")
+        parser = EventStreamParser()
+        events = parser.feed(sub.preamble)
+        async with asyncio.timeout(10):
+            while len(events) < 2:
+                events += parser.feed(await sub.next_chunk())
+        assert [(e.id, e.data) for e in events] == [(first, "before"), (second, "after")]
+    assert f"no answer to PING in {interval:g}s" in caplog.text
