@@ -8,7 +8,9 @@ adapter per connection, once:
 
 - **`uvicorn`**, when uvicorn's request cycle is behind `receive`: a gone client is its
   `disconnected` flag, checked at each heartbeat; an abort closes the TCP connection; the fast
-  path writes a chunk straight through uvicorn's `send` when that would not wait.
+  path writes an event straight to the connection when that would not wait, framed as an HTTP/1.1
+  chunk once per event for all the streams it goes to (through uvicorn's `send` where the
+  response is not chunked).
 - **`generic`**, under any other server, behind a middleware that wraps `receive`, or with
   `create_app(fast_path=False)`: a task waits for `http.disconnect`; an abort cancels the
   request; every event goes through the stream's queue.
@@ -26,7 +28,7 @@ import logging
 from collections.abc import Callable, MutableMapping
 from typing import Any, Final
 
-__all__ = ["Connection", "UvicornConnection", "connection"]
+__all__ = ["Connection", "UvicornConnection", "connection", "http_chunk"]
 
 log = logging.getLogger("sidestream.servers")
 
@@ -34,6 +36,23 @@ ABORTED: Final = "sidestream.aborted"
 """The scope key set on a request this app cancelled itself (the app then ends it quietly)."""
 
 _logged: set[tuple[str, str]] = set()  # (scope type, adapter): logged once per process
+
+_last_framed: tuple[bytes, bytes] = (b"", b"")  # (body, its chunk): one event, many streams
+
+
+def http_chunk(body: bytes) -> bytes:
+    """`body` framed as one HTTP/1.1 chunk (RFC 9112, 7.1), as uvicorn frames it.
+
+    A fan-out writes the same event to every stream in turn, so the last framing is kept and
+    served again while the same bytes object comes back.
+    """
+    global _last_framed
+    last = _last_framed
+    if last[0] is body:
+        return last[1]
+    framed = b"%x\r\n%b\r\n" % (len(body), body)
+    _last_framed = (body, framed)
+    return framed
 
 
 class Connection:
@@ -94,15 +113,24 @@ class UvicornConnection(Connection):
     def direct_writer(self, on_gone: Callable[[], None]) -> Callable[[bytes], bool] | None:
         """Write an event without waking the stream's task.
 
-        uvicorn's `send` writes a body chunk without awaiting anything unless the connection has
-        paused writing (its buffer is full) or the client left. Then the event takes the usual
-        way, through the queue. This saves a task wake-up and a pass through Falcon's stream
-        loop per event per client; the bytes on the wire are the same.
+        uvicorn writes a body chunk without awaiting anything unless the connection has paused
+        writing (its buffer is full) or the client left. Then the event takes the usual way,
+        through the queue. This saves a task wake-up and a pass through Falcon's stream loop per
+        event per client. On a chunked response (HTTP/1.1, httptools) the event is framed once
+        for every stream ([`http_chunk`][sidestream.servers.http_chunk]) and written to the
+        transport, as uvicorn's `send` would write it; otherwise it goes through `send`. The
+        bytes on the wire are the same either way.
         """
         cycle, send = self.cycle, self.send
         flow: Any = getattr(cycle, "flow", None)
         if not (hasattr(flow, "write_paused") and hasattr(cycle, "disconnected")):
             return None  # a WebSocket, or a uvicorn whose cycle no longer looks like this
+        transport: Any = getattr(cycle, "transport", None)
+        framed = (  # httptools' cycle: frames chunks itself; h11's cycle does not say
+            self.scope.get("method") != "HEAD"
+            and hasattr(cycle, "chunked_encoding")
+            and hasattr(transport, "write")
+        )
 
         def write(chunk: bytes) -> bool:
             if cycle.disconnected:
@@ -110,6 +138,9 @@ class UvicornConnection(Connection):
                 return False
             if flow.write_paused or cycle.response_complete:
                 return False
+            if framed and cycle.chunked_encoding is True:  # a chunked response under way
+                transport.write(http_chunk(chunk))
+                return True
             step = send({"type": "http.response.body", "body": chunk, "more_body": True})
             try:
                 step.send(None)

@@ -1,4 +1,4 @@
-"""The hub's uvicorn fast path (handing shared bytes straight to uvicorn's `send`) relies on
+"""The hub's uvicorn fast path (writing shared bytes straight to the connection) relies on
 uvicorn's private request-cycle objects. When an upgrade changes them the service still works, on
 the generic path, but loses about half its fan-out throughput: this test makes that loud."""
 
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from sidestream import servers
 from sidestream.access import allow_everyone
 from sidestream.bus import AsyncBus, Bus, connect, connect_async
 from sidestream.service import create_app
@@ -27,7 +28,12 @@ def publish_and_read(bus: Bus, channel: str, chunks: Iterator[bytes]) -> tuple[s
     return event_id, events
 
 
-def test_under_uvicorn_the_hub_writes_events_directly(key_prefix: str) -> None:
+def test_under_uvicorn_the_hub_writes_events_directly(
+    key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    framed: list[bytes] = []
+    frame = servers.http_chunk
+    monkeypatch.setattr(servers, "http_chunk", lambda body: framed.append(body) or frame(body))
     service_bus = AsyncBus(connect_async("memory://"), prefix=key_prefix)
     app = create_app(service_bus, authorize=allow_everyone, heartbeat=30)
     bus = Bus(connect("memory://"), prefix=key_prefix)
@@ -45,6 +51,19 @@ def test_under_uvicorn_the_hub_writes_events_directly(key_prefix: str) -> None:
         event_id, events = publish_and_read(bus, "fast", chunks)
         assert [(e.id, e.data) for e in events] == [(event_id, "hello")]
         assert app.hub.stats().delivered >= 1
+        assert len(framed) == 1 and b"hello" in framed[0], (
+            "uvicorn's request cycle no longer has chunked_encoding and transport: events go "
+            "through its send(), framed once per stream instead of once per event"
+        )
+
+
+def test_an_event_is_framed_as_uvicorn_frames_a_chunk_once_for_every_stream() -> None:
+    body = b"id: 1-0\ndata: hello\n\n"
+    framed = servers.http_chunk(body)
+    assert framed == b"".join([b"%x\r\n" % len(body), body, b"\r\n"])  # uvicorn's framing
+    assert servers.http_chunk(body) is framed  # the same event again: no new bytes
+    other = servers.http_chunk(b"x" * 300)
+    assert other == b"12c\r\n" + b"x" * 300 + b"\r\n"
 
 
 def test_fast_path_false_serves_through_the_generic_adapter_and_says_so(
