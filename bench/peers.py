@@ -779,7 +779,27 @@ def ensure_venv() -> None:
 
 # --- profile ------------------------------------------------------------------------------
 
+
+def socket_write_frames() -> tuple[str, ...]:
+    """The frames ("path:line)") where the service hands bytes to a socket: sidestream's fast
+    path and uvicorn's send. py-spy puts the time of the C call (uvloop's write, the kernel's
+    send) on that Python line, so these are found in the installed sources, not typed here."""
+    import uvicorn.protocols.http.httptools_impl as uvicorn_http
+
+    import sidestream.servers
+
+    frames = []
+    for module, short in ((sidestream.servers, "sidestream/servers.py"),
+                          (uvicorn_http, "uvicorn/protocols/http/httptools_impl.py")):  # fmt: skip
+        text = Path(module.__file__ or "").read_text()
+        for number, line in enumerate(text.splitlines(), start=1):
+            if "transport.write(" in line:
+                frames.append(f"({short}:{number})")
+    return tuple(frames)
+
+
 CATEGORIES = [  # first match wins, tested against each frame of a stack from the leaf up
+    ("writing to sockets (uvloop's transport.write, the kernel)", socket_write_frames()),
     ("RESP parsing (redis-py, hiredis)", ("redis/_parsers", "hiredis")),
     ("redis-py pub/sub and connection", ("redis/",)),
     ("the hub's per-event work (sidestream.hub)", ("sidestream/hub",)),

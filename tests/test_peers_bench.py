@@ -213,3 +213,21 @@ def fanout_redis():  # type: ignore[no-untyped-def]
     from longpoll_latency import private_redis_url
 
     return private_redis_url()
+
+
+def test_profile_counts_socket_writes_on_their_own() -> None:
+    """py-spy puts a C write's time on the Python line that calls it: those lines are found in
+    the installed sidestream and uvicorn, so the profile names what the kernel costs."""
+    frames = peers.socket_write_frames()
+    assert any(f.startswith("(sidestream/servers.py:") for f in frames)
+    assert any(f.startswith("(uvicorn/protocols/http/httptools_impl.py:") for f in frames)
+    collapsed = "\n".join(
+        [
+            f"run (uvicorn/main.py:1);push (sidestream/subscriber.py:9);write {frames[0]} 4",
+            "run (uvicorn/main.py:1);push (sidestream/hub.py:9) 1",
+        ]
+    )
+    assert peers.summarize_profile(collapsed)["percent_by_category"] == {
+        "writing to sockets (uvloop's transport.write, the kernel)": 80.0,
+        "the hub's per-event work (sidestream.hub)": 20.0,
+    }
