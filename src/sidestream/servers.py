@@ -139,7 +139,8 @@ class UvicornConnection(Connection):
             if flow.write_paused or cycle.response_complete:
                 return False
             if framed and cycle.chunked_encoding is True:  # a chunked response under way
-                transport.write(http_chunk(chunk))
+                last = _last_framed  # the fan-out's other streams: no call, no new bytes
+                transport.write(last[1] if last[0] is chunk else http_chunk(chunk))
                 return True
             step = send({"type": "http.response.body", "body": chunk, "more_body": True})
             try:
