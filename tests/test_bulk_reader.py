@@ -18,7 +18,9 @@ from sidestream.bulk_reader import YIELD_EVERY, BulkReader, attach
 from sidestream.bus import AsyncBus, connect_async
 from sidestream.cursor import parse_cursor
 from sidestream.hub import Hub
+from sidestream.listener import PubSubListener
 from sidestream.sse import EventStreamParser
+from sidestream.testing import wait_until_async
 
 
 class OriginalProtocol:
@@ -251,3 +253,45 @@ async def test_on_real_redis_the_hub_reads_in_bulk_and_loses_nothing_of_a_burst(
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+async def test_a_follow_up_longer_than_the_ping_timeout_is_not_taken_for_silence(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Reading pauses while a follow-up runs (a replay can take seconds with thousands of
+    channels): the listener must not count that as Redis's silence and drop the session."""
+    interval = 0.2
+    live = f"{key_prefix}slow"
+
+    class Host:
+        subscribed = 0
+        lost = 0
+
+        def wanted(self) -> list[str]:
+            return [live]
+
+        def is_wanted(self, name: str) -> bool:
+            return name == live
+
+        def on_message(self, name: Any, payload: Any) -> None:
+            return None
+
+        async def on_subscribed(self, name: str) -> None:
+            await asyncio.sleep(interval * 5)  # far past PING and its timeout
+            self.subscribed += 1
+
+        def on_lost(self) -> None:
+            self.lost += 1
+
+    host = Host()
+    client = connect_async(redis_url)
+    listener = PubSubListener(client, host, ping_interval=interval, reconnect_delay=(0.05, 0.1))
+    listener.start()
+    try:
+        await wait_until_async(lambda: host.subscribed == 1, timeout=5)
+        await asyncio.sleep(interval * 3)  # and the quiet after it is answered by PING
+        assert listener.session is not None and listener.session.bulk is not None
+        assert (listener.reconnects, host.lost) == (0, 0)
+    finally:
+        await listener.aclose()
+        await client.aclose()

@@ -48,7 +48,7 @@ class BulkReader(asyncio.Protocol):
     Attributes:
         ended: Resolves to the exception that ended the connection (closed, a protocol error,
             or whatever `handle` raised); never to `None`.
-        last_heard: Loop time of the last bytes read.
+        last_heard: Loop time of the last bytes read, or of the end of the last pause.
     """
 
     def __init__(self, connection: Any, transport: Any, handle: Handle) -> None:
@@ -126,9 +126,15 @@ class BulkReader(asyncio.Protocol):
         self._blocked = True
         self._transport.pause_reading()
 
+    @property
+    def busy(self) -> bool:
+        """Whether reading is paused on a follow-up (waiting on it is not silence from Redis)."""
+        return self._blocked
+
     def _unblock(self) -> None:
         if self.ended.done():
             return
+        self.last_heard = self._loop.time()  # replies may have waited behind the follow-up
         self._blocked = False
         self._transport.resume_reading()
         self._pump()

@@ -366,14 +366,17 @@ class PubSubListener:
         loop, interval = self._loop, self.ping_interval
         pinged_at = -1.0  # loop time of the last PING sent
         while session.alive and not self._closing:
+            if bulk.ended.done():
+                raise bulk.ended.result()
             unanswered = bulk.last_heard < pinged_at
             quiet_until = (pinged_at if unanswered else bulk.last_heard) + interval
             now = loop.time()
             if now < quiet_until:
                 await asyncio.wait([bulk.ended], timeout=quiet_until - now)
-            if bulk.ended.done():
-                raise bulk.ended.result()
-            if not session.alive or loop.time() < quiet_until:
+                continue  # look again: an answer may have come meanwhile
+            if bulk.busy:  # handling a reply (a replay, a check): not Redis's silence
+                pinged_at = -1.0
+                await asyncio.wait([bulk.ended], timeout=interval / 4)
                 continue
             if unanswered:
                 raise TimeoutError(f"no answer to PING in {interval:g}s")
