@@ -55,7 +55,12 @@ from sidestream.testing import free_port
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results" / "fanout.json"
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-MODULES = {"sidestream": "fanout_service", "naive": "naive_service", "bare": "bare_service"}
+MODULES = {
+    "sidestream": "fanout_service",
+    "naive": "naive_service",
+    "bare": "bare_service",
+    "bare-asgi": "bare_asgi_service",  # bench/peers.py's lower floor: uvicorn alone
+}
 CHANNEL = "bench"
 EVENT = re.compile(rb"data: (\d+) (\d+\.\d+)\n")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -375,8 +375,11 @@ PEER_LIST = [
     Peer("flask-sse-gthread", "flask-sse, gunicorn gthread", "flask-sse", "gthread"),
     Peer("flask-sse-gevent", "flask-sse, gunicorn gevent", "flask-sse", "gevent"),
 ]
-FLOOR = Peer("bare", "floor: uvicorn + Falcon, no Redis", "bare")
-PEER_BY_NAME = {peer.name: peer for peer in [*PEER_LIST, FLOOR]}
+FLOORS = [  # the server stack alone, holding idle streams: memory only
+    Peer("bare", "floor: uvicorn + Falcon, no Redis", "bare"),
+    Peer("bare-asgi", "floor: uvicorn alone (a plain ASGI app), no Redis", "bare", "asgi"),
+]
+PEER_BY_NAME = {peer.name: peer for peer in [*PEER_LIST, *FLOORS]}
 
 
 def hiredis_env(option: str, scratch: Path) -> dict[str, str]:
@@ -479,7 +482,7 @@ def stock_pushpin_setting(name: str) -> int:
 @contextlib.contextmanager
 def start(peer: Peer, redis_url: str, prefix: str, size: int, scratch: Path) -> Iterator[Running]:
     if peer.kind in ("sidestream", "naive", "bare"):
-        design = {"sidestream": "sidestream", "naive": "naive", "bare": "bare"}[peer.kind]
+        design = "bare-asgi" if peer.option == "asgi" else peer.kind
         env = hiredis_env(peer.option, scratch)
         server = Server(design, prefix, redis_url=redis_url, extra_env=env)
         try:
@@ -572,6 +575,7 @@ class Publisher:
         self.running = running
         self.client = redis.asyncio.Redis.from_url(redis_url, client_name=HARNESS)
         self.bus = AsyncBus(self.client, prefix=prefix)
+        self.slots = asyncio.Semaphore(64)  # redis-py 8's pool holds 100 connections at most
 
     async def send(self, items: list[tuple[str, str]]) -> None:
         """Publish each (channel, text) item; Pushpin takes them in one request."""
@@ -594,6 +598,10 @@ class Publisher:
         await asyncio.gather(*(self.one(kind, channel, text) for channel, text in items))
 
     async def one(self, kind: str, channel: str, text: str) -> None:
+        async with self.slots:
+            await self.one_now(kind, channel, text)
+
+    async def one_now(self, kind: str, channel: str, text: str) -> None:
         if kind == "bus":
             await self.bus.publish(channel, text)
         elif kind == "redis":
@@ -916,7 +924,7 @@ async def main() -> None:
         runs = []
         todo = [(p, n, pat) for n, pat in cases for p in peers]
         if not options.no_floor:
-            todo.append((FLOOR, 1000, "fanout"))
+            todo += [(floor, 1000, "fanout") for floor in FLOORS]
         for peer, size, pattern in todo:
             attempts = []
             for _ in range(options.repeats if peer.kind != "bare" else 1):
@@ -963,7 +971,9 @@ async def main() -> None:
             "pushpin": debian_version("pushpin"),
             "redis-server": redis_version,
         },
-        "peers": {p.name: {"label": p.label, "note": p.note} for p in [*peers, FLOOR]},
+        "peers": {
+            p.name: {"label": p.label, "kind": p.kind, "note": p.note} for p in [*peers, *FLOORS]
+        },
         "runs": runs,
     }
     output = options.output or RESULTS

@@ -690,7 +690,8 @@ def peers(data: dict[str, Any]) -> str:
     """bench/peers.py: each size of each pattern, then how it was run and with what."""
     s = data["settings"]
     parts = []
-    cases = sorted({(r["pattern"], r["streams"]) for r in data["runs"] if r["peer"] != "bare"})
+    floors = {name for name, peer in data["peers"].items() if peer.get("kind") == "bare"}
+    cases = sorted({(r["pattern"], r["streams"]) for r in data["runs"] if r["peer"] not in floors})
     for pattern, streams in sorted(cases, key=lambda c: (c[0] != "fanout", c[1])):
         if pattern == "fanout":
             title = (
@@ -703,7 +704,7 @@ def peers(data: dict[str, Any]) -> str:
                 f"{s['channel_rate_per_s']:,g} events/s in all for {s['seconds']:g} s"
             )
         parts += [title, _peer_case(data, pattern, streams)]
-    floor = [r for r in data["runs"] if r["peer"] == "bare" and "error" not in r]
+    floor = [r for r in data["runs"] if r["peer"] in floors and "error" not in r]
     if floor:
         parts += [
             "**The floor**: the server stack alone holding idle streams",
@@ -711,7 +712,7 @@ def peers(data: dict[str, Any]) -> str:
                 ["server", "idle streams", "memory per idle stream (KB)"],
                 [
                     [
-                        data["peers"]["bare"]["label"],
+                        data["peers"][r["peer"]]["label"],
                         _int(r["streams"]),
                         f"{r['idle_bytes_per_stream'] / 1000:.1f}",
                     ]
