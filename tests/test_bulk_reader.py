@@ -295,3 +295,34 @@ async def test_a_follow_up_longer_than_the_ping_timeout_is_not_taken_for_silence
     finally:
         await listener.aclose()
         await client.aclose()
+
+
+async def test_a_follow_up_under_way_when_the_connection_ends_is_cancelled_and_waited_for() -> None:
+    """A replay or a start position read for a session that is over must not finish after the
+    listener has told the hub the session was lost (it would mark a channel up to date that the
+    next session has to catch up): `_end` cancels it and `settle` waits until it is over."""
+    started, ended = asyncio.Event(), []
+
+    async def catch_up() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            ended.append("cancelled")
+            raise
+        ended.append("finished")
+
+    reader, _ = await attached(lambda reply: catch_up())
+    reader.data_received(message("a", "x"))
+    await started.wait()
+    reader.connection_lost(OSError("reset"))
+    await asyncio.wait_for(reader.settle(), 1)
+    assert ended == ["cancelled"]
+    await reader.settle()  # nothing under way: returns at once
+
+
+async def test_hiredis_false_is_a_reply_not_the_end_of_the_buffer() -> None:
+    got: list[Any] = []
+    reader, _ = await attached(got.append)
+    reader.data_received(b"#f\r\n" + message("a", "after"))  # a RESP3 boolean, then a message
+    assert got[0] is False and got[1][2] == b"after"

@@ -22,9 +22,11 @@ as expected); the listener then reads through redis-py and logs which way it rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+from redis.credentials import StreamingCredentialProvider
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
@@ -40,6 +42,8 @@ Handle = Callable[[Any], Awaitable[None] | None]
 
 YIELD_EVERY: Final = 64
 """Replies handled in one go before the reader lets the event loop run other work."""
+
+_NOT_YET: Final = object()  # hiredis's "no complete reply yet" (False is a RESP3 reply)
 
 
 class BulkReader(asyncio.Protocol):
@@ -58,8 +62,9 @@ class BulkReader(asyncio.Protocol):
         self._transport = transport
         self._original = transport.get_protocol()
         self._handle = handle
-        self._parser = hiredis.Reader()
+        self._parser = hiredis.Reader(notEnoughData=_NOT_YET)
         self._blocked = False
+        self._follow_up: asyncio.Future[None] | None = None
         self.ended: asyncio.Future[BaseException] = loop.create_future()
         self.last_heard = loop.time()
 
@@ -101,7 +106,7 @@ class BulkReader(asyncio.Protocol):
             except hiredis.ProtocolError as exc:
                 self._end(RedisConnectionError(f"unreadable reply from Redis: {exc}"))
                 return
-            if reply is False:
+            if reply is _NOT_YET:
                 return
             if isinstance(reply, hiredis.ReplyError):  # a refused command ends the session
                 self._end(ResponseError(str(reply)))
@@ -114,7 +119,7 @@ class BulkReader(asyncio.Protocol):
             handled += 1
             if follow_up is not None:
                 self._block()
-                task = asyncio.ensure_future(follow_up)
+                task = self._follow_up = asyncio.ensure_future(follow_up)
                 task.add_done_callback(self._followed_up)
                 return
             if handled >= YIELD_EVERY and parser.has_data():
@@ -139,7 +144,16 @@ class BulkReader(asyncio.Protocol):
         self._transport.resume_reading()
         self._pump()
 
+    async def settle(self) -> None:
+        """Wait until the follow-up under way, if any, is over (`_end` cancelled it): whoever
+        hears of the lost connection next must hear of it after that follow-up, not before."""
+        task = self._follow_up
+        if task is not None and not task.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(task)
+
     def _followed_up(self, task: asyncio.Future[None]) -> None:
+        self._follow_up = None
         if task.cancelled():
             self._end(RedisConnectionError("a follow-up of a pub/sub reply was cancelled"))
             return
@@ -153,6 +167,10 @@ class BulkReader(asyncio.Protocol):
         if not self.ended.done():
             self.ended.set_result(exc)
             self._transport.close()
+            if self._follow_up is not None:
+                # A replay or a start position read for a session that is over: the next
+                # session does it again (the listener waits for this one first, see `settle`).
+                self._follow_up.cancel()
 
 
 def attach(connection: Any, handle: Handle) -> tuple[BulkReader | None, str]:
@@ -169,6 +187,9 @@ def attach(connection: Any, handle: Handle) -> tuple[BulkReader | None, str]:
         return None, "the connection has no socket transport (fakeredis, or another redis-py)"
     if not hasattr(connection, "pack_command"):
         return None, "the connection cannot pack commands"
+    if isinstance(getattr(connection, "credential_provider", None), StreamingCredentialProvider):
+        # redis-py re-authenticates such connections itself, reading the reply on its side
+        return None, "a streaming credential provider re-authenticates through redis-py"
     reader = BulkReader(connection, transport, handle)
     transport.set_protocol(reader)
     return reader, ""

@@ -320,6 +320,8 @@ class PubSubListener:
             log.info("the hub reads Redis pub/sub %s", way)
 
     async def _close_session(self, session: _Session) -> None:
+        if session.bulk is not None:
+            await session.bulk.settle()  # before the host hears the session was lost
         connection = session.pubsub.connection
         if connection is not None:
             connection.deregister_connect_callback(session.reconnected)

@@ -47,6 +47,8 @@ def http_chunk(body: bytes) -> bytes:
     served again while the same bytes object comes back.
     """
     global _last_framed
+    if not body:
+        return b""  # an empty chunk would end the response; uvicorn writes nothing
     last = _last_framed
     if last[0] is body:
         return last[1]
@@ -118,8 +120,9 @@ class UvicornConnection(Connection):
         through the queue. This saves a task wake-up and a pass through Falcon's stream loop per
         event per client. On a chunked response (HTTP/1.1, httptools) the event is framed once
         for every stream ([`http_chunk`][sidestream.servers.http_chunk]) and written to the
-        transport, as uvicorn's `send` would write it; otherwise it goes through `send`. The
-        bytes on the wire are the same either way.
+        transport, as uvicorn's `send` would write it; otherwise (h11, `HEAD`, a response with a
+        length, or a middleware that wraps `send`, such as a compressor) it goes through `send`.
+        The bytes on the wire are the same either way.
         """
         cycle, send = self.cycle, self.send
         flow: Any = getattr(cycle, "flow", None)
@@ -128,6 +131,7 @@ class UvicornConnection(Connection):
         transport: Any = getattr(cycle, "transport", None)
         framed = (  # httptools' cycle: frames chunks itself; h11's cycle does not say
             self.scope.get("method") != "HEAD"
+            and getattr(send, "__self__", None) is cycle  # no middleware wraps `send`
             and hasattr(cycle, "chunked_encoding")
             and hasattr(transport, "write")
         )

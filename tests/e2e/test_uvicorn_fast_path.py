@@ -85,3 +85,53 @@ def test_fast_path_false_serves_through_the_generic_adapter_and_says_so(
         assert [(e.id, e.data) for e in events] == [(event_id, "hello")]
     said = [r.getMessage() for r in caplog.records if r.name == "sidestream.servers"]
     assert "http connections are served by the generic adapter (fast_path=False)" in said
+
+
+class _Flow:
+    write_paused = False
+
+
+class _Cycle:
+    """The parts of uvicorn's httptools request cycle the adapter reads."""
+
+    def __init__(self) -> None:
+        self.flow, self.disconnected, self.response_complete = _Flow(), False, False
+        self.chunked_encoding = True
+        self.written: list[bytes] = []
+        self.transport = self
+        self.sent: list[dict[str, object]] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def abort(self) -> None:
+        pass
+
+    async def receive(self) -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, object]) -> None:
+        self.sent.append(message)
+
+
+async def test_a_middleware_that_wraps_send_keeps_every_event_going_through_it() -> None:
+    """A compressor or a byte counter wraps `send` and passes `receive` on: writing framed
+    chunks to the transport would bypass it (a gzip body with plain chunks spliced in)."""
+    cycle = _Cycle()
+    through: list[dict[str, object]] = []
+
+    async def wrapped(message: dict[str, object]) -> None:
+        through.append(message)
+        await cycle.send(message)
+
+    for send, framed in ((cycle.send, True), (wrapped, False)):
+        cycle.written.clear()
+        conn = servers.connection({"type": "http", "method": "GET"}, cycle.receive, send)
+        write = conn.direct_writer(lambda: None)
+        assert write is not None and write(b"data: x\n\n")
+        assert cycle.written == ([servers.http_chunk(b"data: x\n\n")] if framed else [])
+    assert [m["body"] for m in through] == [b"data: x\n\n"]
+
+
+def test_an_empty_body_frames_to_nothing_not_to_the_last_chunk() -> None:
+    assert servers.http_chunk(b"") == b""  # b"0\r\n\r\n" would end the response
