@@ -20,7 +20,7 @@ Method, per socket count N and per-message compression on or off:
 
 Memory: open N idle sockets and divide the server's RSS growth by N (after a warm-up of 50), for
 sidestream with compression off and on, and for a bare ASGI app that only accepts and waits
-(bench/ws_bare_service.py: the floor that uvicorn and websockets set).
+(bench/bare_asgi_service.py: the floor that uvicorn and websockets set).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results" / "websocket.json"
 CHANNEL = "bench"
 MODULES["websocket"] = "ws_service"
-MODULES["websocket-bare"] = "ws_bare_service"  # the floor: uvicorn + websockets alone
+MODULES["websocket-bare"] = "bare_asgi_service"  # the floor: uvicorn + websockets alone
 
 
 class Room:
