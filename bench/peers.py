@@ -7,6 +7,13 @@ Benchmarks page renders as it is.
     .venv/bin/python bench/peers.py                       # every peer, every size (~15 min)
     .venv/bin/python bench/peers.py --peers sidestream --sizes 1000 --output /tmp/p.json
     .venv/bin/python bench/peers.py --profile             # py-spy on the service -> profile.json
+    .venv/bin/python bench/peers.py --peers sidestream --sizes "" --channels 19500 \
+        --channel-rate 19500 --seconds 10 --no-floor --output bench/results/peers_scale.json
+
+`--profile` needs py-spy (`.venv/bin/pip install --group bench`, from pyproject.toml). The
+last command is the scale run: one stream per channel on as many channels as one process can
+open here (the machine's open-file limit is 20,000 per process, for the server and for this
+script alike).
 
 The peers: sidestream's service (with and without hiredis), the naive design (one Redis
 subscription per client), Nchan (Debian's libnginx-mod-nchan, memory storage), Pushpin
@@ -17,6 +24,8 @@ delivers nothing on redis-py 8).
 
 Per peer and size (N streams on one channel, or one stream per channel on N channels):
 
+0. Before each run, wait until the machine's CPU has been at least QUIET idle for a second
+   (the previous server may still be winding down: 5,000 threads take a while to go).
 1. Start the server (every process it forks counts), open 50 streams and close them (warm-up),
    read the RSS of the whole process tree, open N streams with raw asyncio protocols, wait until
    each is subscribed (its response head, or PUBSUB NUMSUB where the head waits for the first
@@ -634,6 +643,32 @@ def server_redis_connections(redis_url: str) -> int:
         client.close()
 
 
+def idle_share(seconds: float) -> float:
+    """The share of the machine's CPU time (every core) that was idle over `seconds`."""
+
+    def read() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+
+    idle_before, all_before = read()
+    time.sleep(seconds)
+    idle_after, all_after = read()
+    return (idle_after - idle_before) / max(1, all_after - all_before)
+
+
+QUIET = 0.85  # idle share of the machine's CPU before each run starts
+
+
+async def settle(quiet: float = QUIET, limit_s: float = 120.0) -> float:
+    """Wait until the machine has been at least `quiet` idle for a second (at most `limit_s`);
+    returns how long that took."""
+    began = time.monotonic()
+    while time.monotonic() - began < limit_s:
+        if await asyncio.to_thread(idle_share, 1.0) >= quiet:
+            break
+    return round(time.monotonic() - began, 1)
+
+
 async def measure(
     peer: Peer,
     redis_url: str,
@@ -651,6 +686,9 @@ async def measure(
     channels = [f"b{tag}"] if pattern == "fanout" else [f"u{tag}-{i}" for i in range(size)]
     stream_channels = channels * size if pattern == "fanout" else channels
     result: dict[str, Any] = {"peer": peer.name, "pattern": pattern, "streams": size}
+    # The previous server (thousands of threads, for flask-sse on gthread) may still be
+    # winding down: its CPU would be charged to this run's latencies and load, not its own.
+    result["settle_s"] = await settle()
     with start(peer, redis_url, prefix, size, scratch) as running:
         publisher = Publisher(running, redis_url, prefix)
         live_channel = (
@@ -809,6 +847,10 @@ def socket_write_frames() -> tuple[str, ...]:
 CATEGORIES = [  # first match wins, tested against each frame of a stack from the leaf up
     ("writing to sockets (uvloop's transport.write, the kernel)", socket_write_frames()),
     ("RESP parsing (redis-py, hiredis)", ("redis/_parsers", "hiredis")),
+    (
+        "receiving pub/sub in bulk (sidestream.bulk_reader, listener)",
+        ("sidestream/bulk_reader", "sidestream/listener"),
+    ),
     ("redis-py pub/sub and connection", ("redis/",)),
     ("the hub's per-event work (sidestream.hub)", ("sidestream/hub",)),
     ("SSE encoding (sidestream.sse)", ("sidestream/sse",)),
@@ -956,6 +998,7 @@ async def main() -> None:
             "sampled_streams": options.sampled,
             "repeats": options.repeats,
             "channels": options.channels,
+            "quiet_idle_share": QUIET,
             "pushpin_stock_message_rate": stock_pushpin_setting("message_rate"),
             "pushpin_stock_message_hwm": stock_pushpin_setting("message_hwm"),
             "pushpin_raised_message_rate": RAISED_MESSAGE_RATE,

@@ -733,6 +733,11 @@ def peers(data: dict[str, Any]) -> str:
                 ["streams that parse and time every event", _int(s["sampled_streams"])],
                 ["runs per row (median)", _int(s["repeats"])],
                 ["seconds allowed after the last publish", f"{s['drain_s']:g}"],
+                *(
+                    [["before each run, the machine idle for a second at least", f"{q:.0%}"]]
+                    for q in [s.get("quiet_idle_share")]
+                    if q is not None
+                ),
                 [
                     "Pushpin's message_rate: stock / raised",
                     f"{_int(s['pushpin_stock_message_rate'])} / "
@@ -807,6 +812,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "longpoll": longpoll,
     "mercure": mercure,
     "peers": peers,
+    "peers_scale": peers,  # bench/peers.py with --output bench/results/peers_scale.json
     "platforms": platforms,
     "processes": processes,
     "profile": profile,

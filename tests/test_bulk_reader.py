@@ -260,7 +260,7 @@ async def test_a_follow_up_longer_than_the_ping_timeout_is_not_taken_for_silence
 ) -> None:
     """Reading pauses while a follow-up runs (a replay can take seconds with thousands of
     channels): the listener must not count that as Redis's silence and drop the session."""
-    interval = 0.2
+    interval = 0.4
     live = f"{key_prefix}slow"
 
     class Host:

@@ -231,3 +231,11 @@ def test_profile_counts_socket_writes_on_their_own() -> None:
         "writing to sockets (uvloop's transport.write, the kernel)": 80.0,
         "the hub's per-event work (sidestream.hub)": 20.0,
     }
+
+
+def test_settle_waits_for_a_quiet_machine_and_says_how_long() -> None:
+    share = peers.idle_share(0.2)
+    assert 0.0 <= share <= 1.0
+    assert peers.settle.__defaults__ == (peers.QUIET, 120.0)
+    assert asyncio.run(peers.settle(quiet=0.0)) < 5  # any machine is 0 % idle or more
+    assert asyncio.run(peers.settle(quiet=1.5, limit_s=1.0)) >= 1.0  # never that idle: the limit
