@@ -231,7 +231,7 @@ async def test_on_real_redis_the_hub_reads_in_bulk_and_loses_nothing_of_a_burst(
         async with Hub(bus, heartbeat=60, queue_size=5000) as hub:
             sub = await hub.subscribe(["burst"])
             assert hub.listener.session is not None and hub.listener.session.bulk is not None, (
-                "the hub reads through redis-py: " + caplog.text
+                "the hub reads through redis-py (see the log for why): " + caplog.text
             )
             slots = asyncio.Semaphore(50)  # redis-py's pool holds 100 connections at most
 
@@ -248,7 +248,7 @@ async def test_on_real_redis_the_hub_reads_in_bulk_and_loses_nothing_of_a_burst(
             published = dict(zip(ids, (str(i) for i in range(2000)), strict=True))
             assert [e.id for e in events] == sorted(ids, key=parse_cursor)
             assert {e.id: e.data for e in events} == published
-    assert "the hub reads Redis pub/sub in bulk (hiredis)" in caplog.text
+    # (The process logs which way its hub reads once: an earlier test may have been first.)
     keys = [key async for key in client.scan_iter(match=f"{key_prefix}*")]
     if keys:
         await client.delete(*keys)
