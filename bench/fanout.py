@@ -94,7 +94,7 @@ def rss_bytes(pid: int) -> int:
 
 
 class Server:
-    """One uvicorn worker in its own process."""
+    """One server process: uvicorn, or `sidestream.streamserver` (`server="streamserver"`)."""
 
     def __init__(
         self,
@@ -103,19 +103,18 @@ class Server:
         redis_url: str | None = None,
         extra_env: dict[str, str] | None = None,
         wrap: list[str] | None = None,
+        server: str = "uvicorn",
     ) -> None:
         """`wrap` goes before the command (a profiler); `extra_env` is added to the server's."""
         self.port = free_port()
-        command = [
-            *(wrap or []), sys.executable, "-m", "uvicorn", f"{MODULES[design]}:app",
-            "--app-dir", str(BENCH),
-            "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
-            "--log-level", "warning", "--timeout-graceful-shutdown", "3", "--backlog", "4096",
-        ]  # fmt: skip
-        if installed("uvloop"):
-            command += ["--loop", "uvloop"]
-        if installed("httptools"):
-            command += ["--http", "httptools"]
+        if server == "streamserver":
+            command = [
+                *(wrap or []), sys.executable, "-m", "sidestream.streamserver",
+                f"{MODULES[design]}:app", "--app-dir", str(BENCH), "--host", "127.0.0.1",
+                "--port", str(self.port), "--log-level", "warning", "--backlog", "4096",
+            ]  # fmt: skip
+        else:
+            command = self._uvicorn(design, wrap)
         env = {**os.environ, "REDIS_URL": redis_url or REDIS_URL, "BENCH_PREFIX": prefix}
         env.update(extra_env or {})
         self.process = subprocess.Popen(command, env=env)
@@ -128,6 +127,19 @@ class Server:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{design} server did not start") from None
                 time.sleep(0.05)
+
+    def _uvicorn(self, design: str, wrap: list[str] | None) -> list[str]:
+        command = [
+            *(wrap or []), sys.executable, "-m", "uvicorn", f"{MODULES[design]}:app",
+            "--app-dir", str(BENCH),
+            "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+            "--log-level", "warning", "--timeout-graceful-shutdown", "3", "--backlog", "4096",
+        ]  # fmt: skip
+        if installed("uvloop"):
+            command += ["--loop", "uvloop"]
+        if installed("httptools"):
+            command += ["--http", "httptools"]
+        return command
 
     @property
     def pid(self) -> int:

@@ -375,6 +375,13 @@ class Peer:
 
 PEER_LIST = [
     Peer("sidestream", "sidestream (hiredis)", "sidestream", "hiredis", "one pub/sub connection"),
+    Peer(
+        "sidestream-streamserver",
+        "sidestream (hiredis), its own server",
+        "sidestream",
+        "streamserver",
+        "python -m sidestream.streamserver: a held stream is a connection, not a task",
+    ),
     Peer("sidestream-no-hiredis", "sidestream (pure-Python RESP)", "sidestream", "no-hiredis"),
     Peer("naive", "naive: a subscription per client", "naive"),
     Peer("nchan", "Nchan (nginx, memory storage)", "nchan"),
@@ -401,7 +408,7 @@ def hiredis_env(option: str, scratch: Path) -> dict[str, str]:
             "raise ImportError('hiredis switched off by the bench')\n"
         )
         return {"PYTHONPATH": str(shadow)}
-    if option == "hiredis" and not installed("hiredis"):
+    if option in ("hiredis", "streamserver") and not installed("hiredis"):
         extra = os.environ.get("BENCH_HIREDIS_DIR", "")
         if not extra:
             raise RuntimeError(
@@ -493,7 +500,13 @@ def start(peer: Peer, redis_url: str, prefix: str, size: int, scratch: Path) -> 
     if peer.kind in ("sidestream", "naive", "bare"):
         design = "bare-asgi" if peer.option == "asgi" else peer.kind
         env = hiredis_env(peer.option, scratch)
-        server = Server(design, prefix, redis_url=redis_url, extra_env=env)
+        server = Server(
+            design,
+            prefix,
+            redis_url=redis_url,
+            extra_env=env,
+            server="streamserver" if peer.option == "streamserver" else "uvicorn",
+        )
         try:
             yield Running(server.port, server.pid, "/events?channel={channel}", "bus")
         finally:

@@ -11,6 +11,8 @@ adapter per connection, once:
   path writes an event straight to the connection when that would not wait, framed as an HTTP/1.1
   chunk once per event for all the streams it goes to (through uvicorn's `send` where the
   response is not chunked).
+- **`streamserver`**, under [`sidestream.streamserver`][]: the server takes the stream over
+  once its head is written (`hold`), and the request ends; no task stays behind an open stream.
 - **`generic`**, under any other server, behind a middleware that wraps `receive`, or with
   `create_app(fast_path=False)`: a task waits for `http.disconnect`; an abort cancels the
   request; every event goes through the stream's queue.
@@ -26,14 +28,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, MutableMapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-__all__ = ["Connection", "UvicornConnection", "connection", "http_chunk"]
+if TYPE_CHECKING:
+    from sidestream.subscriber import Subscriber
+
+__all__ = ["HOLD", "Connection", "HeldConnection", "UvicornConnection", "connection", "http_chunk"]
 
 log = logging.getLogger("sidestream.servers")
 
 ABORTED: Final = "sidestream.aborted"
 """The scope key set on a request this app cancelled itself (the app then ends it quietly)."""
+
+HOLD: Final = "sidestream.connection"
+"""The scope key under which [`sidestream.streamserver`][] offers its connection to the app: an
+object with `hold(subscriber, finish)`, `abort()` and `is_lost()`."""
 
 _logged: set[tuple[str, str]] = set()  # (scope type, adapter): logged once per process
 
@@ -66,6 +75,8 @@ class Connection:
     """
 
     adapter = "generic"
+    holds = False
+    """True when the server can take the stream over (see `hold`)."""
 
     def __init__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
@@ -90,6 +101,12 @@ class Connection:
             if message["type"] in ("http.disconnect", "websocket.disconnect"):
                 on_gone()
                 return
+
+    def hold(self, sub: Subscriber, finish: Callable[[Subscriber], None]) -> None:
+        """Hand the stream to the server once its head and first chunk are written; the request
+        then ends, and the server calls `finish(sub)` when the stream does. Only where
+        `holds`."""
+        raise NotImplementedError(f"the {self.adapter} adapter cannot hold a stream")
 
     def abort(self) -> bool:
         """Drop the connection. Returns True when it did so by cancelling the request's task
@@ -170,6 +187,33 @@ class UvicornConnection(Connection):
         return super().abort()
 
 
+class HeldConnection(Connection):
+    """The streamserver adapter: [`sidestream.streamserver`][] holds the stream as a
+    connection, so no task stays behind it; the server notices a gone client itself."""
+
+    adapter = "streamserver"
+    holds = True
+
+    def __init__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        super().__init__(scope, receive, send)
+        self.server_connection: Any = scope[HOLD]
+
+    def gone_check(self) -> Callable[[], bool] | None:
+        is_lost: Callable[[], bool] = self.server_connection.is_lost
+        return is_lost
+
+    def hold(self, sub: Subscriber, finish: Callable[[Subscriber], None]) -> None:
+        server_connection = self.server_connection
+        # What the stream keeps must not keep this request (its scope, its task) alive.
+        sub.abort = server_connection.abort
+        sub.gone = server_connection.is_lost
+        server_connection.hold(sub, finish)
+
+    def abort(self) -> bool:
+        self.server_connection.abort()
+        return False
+
+
 def connection(
     scope: MutableMapping[str, Any], receive: Any, send: Any, *, fast_path: bool = True
 ) -> Connection:
@@ -177,7 +221,9 @@ def connection(
     behind `receive` and `fast_path` is on, else `generic`. Logs the first choice of each."""
     cycle = getattr(receive, "__self__", None)
     chosen: Connection
-    if fast_path and hasattr(getattr(cycle, "transport", None), "abort"):
+    if fast_path and HOLD in scope:
+        chosen = HeldConnection(scope, receive, send)
+    elif fast_path and hasattr(getattr(cycle, "transport", None), "abort"):
         chosen = UvicornConnection(scope, receive, send)
     else:
         chosen = Connection(scope, receive, send)

@@ -46,7 +46,7 @@ from sidestream.errors import (
     InvalidTokenConfig,
 )
 from sidestream.hub import Hub, HubStats, Subscriber, close_event
-from sidestream.servers import ABORTED, connection
+from sidestream.servers import ABORTED, Connection, connection
 from sidestream.settings import ServiceSettings
 from sidestream.websocket import PublishHook, Sockets, refuse
 
@@ -185,7 +185,23 @@ class _Streams:
         resp.set_headers(_STREAM_HEADERS)
         first = f"retry: {_jittered(*self.app._retry)}\n".encode() + sub.preamble
         sub.preamble = b""  # a replay can be large: keep it only until it is sent
-        resp.stream = _stream(hub, sub, first, watcher, direct)
+        if conn.holds:  # the server keeps the stream as a connection: the request ends
+            resp.stream = _hand_over(conn, hub, sub, first)
+        else:
+            resp.stream = _stream(hub, sub, first, watcher, direct)
+
+
+async def _hand_over(
+    conn: Connection, hub: Hub, sub: Subscriber, first: bytes
+) -> AsyncIterator[bytes]:
+    held = False
+    try:
+        yield first
+        conn.hold(sub, hub.finish)
+        held = True
+    finally:
+        if not held:
+            hub.finish(sub)
 
 
 async def _stream(

@@ -134,6 +134,7 @@ class Subscriber:
         "_positions",
         "_queue",
         "_queue_size",
+        "_ready",
         "_skip",
         "_waiter",
         "abort",
@@ -164,6 +165,7 @@ class Subscriber:
         self.channels = channels
         self._queue: list[Item] = []
         self._waiter: asyncio.Future[None] | None = None
+        self._ready: Callable[[], None] | None = None  # a writer that is called, not awaited
         self._ping = False
         self._final = b""
         self._skip: dict[str, Key] | None = None  # catching up: drop live items up to these ids
@@ -200,6 +202,19 @@ class Subscriber:
         writer woken as usual). Only set it once the stream's first chunk is on the wire.
         """
         self._direct = write
+
+    def listen(self, ready: Callable[[], None]) -> None:
+        """Call `ready()` whenever there is something to [`take`][sidestream.hub.Subscriber.take]
+        (an event, a heartbeat, the end), instead of waking a task.
+
+        For a server that holds the stream as a connection rather than a task
+        ([`sidestream.streamserver`][]): `ready` runs synchronously inside the hub's fan-out,
+        so it must only take and write, never wait. With
+        [`write_directly`][sidestream.hub.Subscriber.write_directly] too, a plain stream's
+        events skip the queue while the connection is writable.
+        """
+        self._ready = ready
+        ready()  # what was queued while the stream was being opened
 
     def begin(
         self,
@@ -243,12 +258,14 @@ class Subscriber:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+        elif self._ready is not None:
+            self._ready()
 
     def push(self, item: Item) -> None:
         # The hot path of the fan-out. A writer parked on an empty queue, with a direct path to
         # a writable socket, gets the shared bytes at once, with no task wake-up at all.
         direct = self._direct
-        if direct is not None and self._waiter is not None and self._plain:
+        if direct is not None and self._plain and (self._waiter or self._ready) is not None:
             if direct(item.wire):
                 if item.id is not None:
                     self._cursor = item.id
@@ -267,6 +284,8 @@ class Subscriber:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+        elif self._ready is not None:
+            self._ready()
 
     def close(
         self, final: bytes = b"", *, drop_queue: bool = False, reason: str = "closed"
@@ -292,6 +311,17 @@ class Subscriber:
         Waits until there is something: queued events (several are joined into one chunk), a
         heartbeat, or the end. It never waits on Redis.
         """
+        while (chunk := self.take()) is None:
+            waiter = self._waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return chunk
+
+    def take(self) -> bytes | None:
+        """What [`next_chunk`][sidestream.hub.Subscriber.next_chunk] would return now, without
+        waiting: the next bytes, `b""` when the stream is over, or `None` for nothing yet."""
         while True:
             queue = self._queue
             if queue:
@@ -317,11 +347,7 @@ class Subscriber:
             if self.closed is not None:
                 final, self._final = self._final, b""
                 return final
-            waiter = self._waiter = self._loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+            return None
 
     async def next_frames(self) -> list[str]:
         """The WebSocket counterpart of [`next_chunk`][sidestream.hub.Subscriber.next_chunk]:

@@ -1,0 +1,777 @@
+"""A small HTTP/1.1 server for the stream service: each open stream is held as a connection,
+not as a task.
+
+Under an ASGI server such as uvicorn, every open event stream keeps a request running: a task,
+its coroutines, the framework's request and response, the server's request cycle. That is most
+of what an idle stream costs. This server runs the same ASGI app (every route, middleware and
+error of [`create_app`][sidestream.service.create_app] works as under uvicorn), and offers it
+one extension: once a stream's headers and first chunk are written, the app hands the
+[`Subscriber`][sidestream.hub.Subscriber] to the connection and its request ends. From then on
+the hub writes events to the socket through the connection (see
+[`Subscriber.listen`][sidestream.hub.Subscriber.listen]); what stays per stream is the socket,
+this module's small connection object and the subscriber.
+
+HTTP parsing is httptools' (llhttp, the parser uvicorn and Node.js use). The server enforces
+what uvicorn leaves to a proxy: a whole request must arrive within `request_timeout`, headers
+are capped at `max_header_bytes` (431) and bodies at `max_body_bytes` (413). It serves HTTP/1.1
+and 1.0 with keep-alive and pipelining, no WebSockets (a WebSocket route stays on uvicorn) and
+no TLS (terminate it in front, as for uvicorn). On SIGTERM or SIGINT it stops accepting, lets the
+app drain its streams (each gets its final `retry:`), and exits.
+
+Run it as `python -m sidestream.streamserver sidestream.service:app --port 8000`, or call
+[`serve`][sidestream.streamserver.serve].
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import email.utils
+import http
+import importlib
+import json
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import httptools
+
+from sidestream.servers import HOLD, http_chunk
+
+if TYPE_CHECKING:
+    from sidestream.subscriber import Subscriber
+
+__all__ = ["ServerSettings", "main", "serve"]
+
+log = logging.getLogger("sidestream.streamserver")
+
+ASGI: Final = {"version": "3.0", "spec_version": "2.4"}
+_LAST_CHUNK: Final = b"0\r\n\r\n"
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the server listens and what it allows a client.
+
+    Attributes:
+        host: Address to listen on.
+        port: Port to listen on (0: any free port; `serve` reports the one it got).
+        backlog: Connections the kernel queues before `accept`.
+        reuse_port: Set `SO_REUSEPORT`, so that several processes share the port.
+        request_timeout: Seconds a client has to send a whole request (line, headers, body)
+            once it starts one, and a new connection to start one; then 408 or a close.
+        keepalive_timeout: Seconds an idle keep-alive connection is kept.
+        max_header_bytes: Largest request line plus headers; more gets 431.
+        max_body_bytes: Largest request body; more gets 413.
+        shutdown_timeout: Seconds requests still running at shutdown (after the app's drain)
+            get before their connections are dropped.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    backlog: int = 2048
+    reuse_port: bool = False
+    request_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+    max_header_bytes: int = 16384
+    max_body_bytes: int = 1 << 20
+    shutdown_timeout: float = 5.0
+
+
+class _Refused(Exception):
+    """A request the server answers itself, with `status` and a JSON body naming the problem."""
+
+    def __init__(self, status: int, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+
+
+def _error_response(status: int, description: str) -> bytes:
+    phrase = http.HTTPStatus(status).phrase
+    body = json.dumps({"title": f"{status} {phrase}", "description": description}).encode()
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode()),
+            b"date: " + _date() + b"\r\n",
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+_date_cache: list[Any] = [0, b""]
+
+
+def _date() -> bytes:
+    """The `Date` header's value, made once a second."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = email.utils.formatdate(now, usegmt=True).encode()
+    value: bytes = _date_cache[1]
+    return value
+
+
+class _State:
+    """What every connection of one server shares."""
+
+    def __init__(self, app: Any, settings: ServerSettings, lifespan_state: dict[str, Any]) -> None:
+        self.app = app
+        self.settings = settings
+        self.lifespan_state = lifespan_state
+        self.connections: set[_Connection] = set()
+        self.loop = asyncio.get_running_loop()
+        self.shutting_down = False
+
+
+class _Exchange:
+    """One request and its response, as the ASGI app sees them (`receive` and `send`)."""
+
+    __slots__ = (
+        "body",
+        "body_sent",
+        "chunked",
+        "complete",
+        "conn",
+        "done",
+        "head",
+        "keep_alive",
+        "scope",
+        "started",
+    )
+
+    def __init__(self, conn: _Connection, scope: dict[str, Any], body: bytes, keep: bool) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.body = body
+        self.body_sent = False
+        self.head = scope["method"] == "HEAD"
+        self.keep_alive = keep
+        self.started = False
+        self.complete = False
+        self.chunked = False
+        self.done: asyncio.Future[None] = conn.state.loop.create_future()
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.body_sent:
+            self.body_sent = True
+            body, self.body = self.body, b""
+            return {"type": "http.request", "body": body, "more_body": False}
+        await self.done  # the response is complete or the client left
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        conn = self.conn
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            self.started = True
+            conn.write(self._head(message["status"], message.get("headers", ())))
+        elif kind == "http.response.body":
+            if not self.started or self.complete:
+                raise RuntimeError("http.response.body outside a response")
+            body: bytes = message.get("body", b"")
+            more: bool = message.get("more_body", False)
+            if conn.held is not None:  # the stream lives on in the connection
+                if not more:
+                    self._complete()
+                return
+            if body and not self.head:
+                conn.write(b"%x\r\n%b\r\n" % (len(body), body) if self.chunked else body)
+            if not more:
+                if self.chunked:
+                    conn.write(_LAST_CHUNK)
+                self._complete()
+            elif conn.paused:
+                await conn.writable()
+        else:
+            raise RuntimeError(f"unexpected ASGI message type {kind!r}")
+
+    def _head(self, status: int, headers: Any) -> bytes:
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _phrase(status))]
+        length = False
+        for name, value in headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                length = True
+            elif lower == b"connection":
+                if value.lower() == b"close":
+                    self.keep_alive = False
+                continue  # the server says it, once
+            elif lower == b"transfer-encoding":
+                continue  # the server frames the body
+            lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(b"date: " + _date() + b"\r\n")
+        if not length and not self.head and status >= 200 and status not in _NO_BODY_STATUSES:
+            if self.scope["http_version"] == "1.1":
+                self.chunked = True
+                lines.append(b"transfer-encoding: chunked\r\n")
+            else:
+                self.keep_alive = False  # HTTP/1.0: the end of the body is the close
+        if not self.keep_alive or self.conn.state.shutting_down:
+            self.keep_alive = False
+            lines.append(b"connection: close\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def _complete(self) -> None:
+        self.complete = True
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def disconnect(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def _phrase(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection: reads requests with httptools, runs the app for each in turn, and,
+    once the app hands it a stream, writes that stream's events until it ends."""
+
+    __slots__ = (
+        "_body",
+        "_body_bytes",
+        "_header_bytes",
+        "_headers",
+        "_refused",
+        "_url",
+        "_writable",
+        "chunked",
+        "ended",
+        "exchange",
+        "finish",
+        "held",
+        "lost",
+        "parser",
+        "paused",
+        "pending",
+        "state",
+        "task",
+        "timer",
+        "transport",
+    )
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+        self.transport: asyncio.Transport | None = None
+        self.parser: Any = httptools.HttpRequestParser(self)
+        self.timer: asyncio.TimerHandle | None = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._body: list[bytes] = []
+        self._body_bytes = 0
+        self._refused: _Refused | None = None
+        self.pending: deque[tuple[dict[str, Any], bytes, bool]] = deque()
+        self.exchange: _Exchange | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.paused = False
+        self._writable: asyncio.Future[None] | None = None
+        self.held: Subscriber | None = None
+        self.finish: Callable[[Subscriber], None] | None = None
+        self.chunked = False
+        self.ended = False
+        self.lost = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's: not a subclass
+        self.state.connections.add(self)
+        self._arm(self.state.settings.request_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        if parser is None:
+            return  # a held stream, or a connection that is closing: nothing more is read
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._upgrade()
+        except httptools.HttpParserError as exc:
+            refused = self._refused or _Refused(400, f"malformed HTTP request: {exc}")
+            self._refuse(refused)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.parser = None
+        self.state.connections.discard(self)
+        self._disarm()
+        if self.exchange is not None:
+            self.exchange.disconnect()
+        writable = self._writable
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+        sub = self.held
+        if sub is not None and not self.ended:
+            self.ended = True
+            sub.close(drop_queue=True, reason="gone")
+            self._finish(sub)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        writable = self._writable
+        if writable is not None:
+            self._writable = None
+            if not writable.done():
+                writable.set_result(None)
+        if self.held is not None:
+            self.ready()
+
+    # -- httptools callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+        self._body = []
+        self._body_bytes = 0
+        if self.exchange is None and not self.pending:
+            self._arm(self.state.settings.request_timeout)  # was the keep-alive wait
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count_header(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_header(len(name) + len(value) + 4)
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        length = next((v for n, v in self._headers if n == b"content-length"), None)
+        limit = self.state.settings.max_body_bytes
+        if length is not None and length.isdigit() and int(length) > limit:
+            self._refuse_in_parser(413, "the request body is larger than this server takes")
+        if any(n == b"expect" and v.lower() == b"100-continue" for n, v in self._headers):
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > self.state.settings.max_body_bytes:
+            self._refuse_in_parser(413, "the request body is larger than this server takes")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self.parser
+        scope = self._scope(parser)
+        self.pending.append((scope, b"".join(self._body), parser.should_keep_alive()))
+        self._body = []
+        if self.exchange is None:
+            self._disarm()
+            self._run_next()
+        elif self.transport is not None:
+            self.transport.pause_reading()  # one request ahead is enough (pipelining)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def _count_header(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > self.state.settings.max_header_bytes:
+            self._refuse_in_parser(431, "the request line and headers are too large")
+
+    def _refuse_in_parser(self, status: int, description: str) -> None:
+        self._refused = _Refused(status, description)
+        raise self._refused  # httptools stops parsing; data_received answers
+
+    def _scope(self, parser: Any) -> dict[str, Any]:
+        try:
+            url = httptools.parse_url(self._url)
+            raw_path: bytes = url.path or b"/"
+            path = raw_path.decode("ascii")
+        except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+            self._refuse_in_parser(400, "the request target is not a valid URL")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        transport = self.transport
+        assert transport is not None
+        return {
+            "type": "http",
+            "asgi": ASGI,
+            "http_version": parser.get_http_version(),
+            "server": _address(transport.get_extra_info("sockname")),
+            "client": _address(transport.get_extra_info("peername")),
+            "scheme": "http",
+            "method": parser.get_method().decode("ascii"),
+            "root_path": "",
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": url.query or b"",
+            "headers": self._headers,
+            "extensions": {},
+            "state": dict(self.state.lifespan_state),
+            HOLD: self,
+        }
+
+    def _upgrade(self) -> None:
+        if any(n == b"upgrade" and v.lower() == b"websocket" for n, v in self._headers):
+            self.pending.clear()
+            self._refuse(
+                _Refused(501, "this server does not serve WebSockets: serve them under uvicorn")
+            )
+            return
+        self.parser = None  # another protocol (h2c, say): answer this request, then close
+
+    def _run_next(self) -> None:
+        if self.lost or not self.pending:
+            return
+        scope, body, keep = self.pending.popleft()
+        exchange = self.exchange = _Exchange(self, scope, body, keep and self.parser is not None)
+        self.task = self.state.loop.create_task(self._serve(exchange))
+
+    async def _serve(self, exchange: _Exchange) -> None:
+        try:
+            await self.state.app(exchange.scope, exchange.receive, exchange.send)
+        except Exception:
+            scope = exchange.scope
+            log.exception("the app failed on %s %s", scope["method"], scope["path"])
+            if not exchange.started:
+                self._refuse(_Refused(500, "the server failed to answer this request"))
+            else:
+                self._abort()
+            return
+        except asyncio.CancelledError:
+            self._abort()
+            raise
+        finally:
+            self.task = None
+            self.exchange = None
+            exchange.disconnect()
+        if not exchange.started:
+            log.error("the app returned without a response to %s", exchange.scope["path"])
+            self._refuse(_Refused(500, "the server failed to answer this request"))
+        elif not exchange.complete:
+            log.error("the app returned before its response to %s ended", exchange.scope["path"])
+            self._abort()
+        elif self.held is not None:
+            pass  # the connection now belongs to the stream
+        elif not exchange.keep_alive or self.state.shutting_down:
+            self.close()
+        elif self.pending:
+            self._run_next()
+        elif not self.lost:
+            assert self.transport is not None
+            self.transport.resume_reading()
+            self._arm(self.state.settings.keepalive_timeout)
+
+    def _refuse(self, refused: _Refused) -> None:
+        self.parser = None
+        self.pending.clear()
+        if self.exchange is not None and self.exchange.started:
+            self._abort()
+            return
+        self.write(_error_response(refused.status, refused.description))
+        self.close()
+
+    def _arm(self, delay: float) -> None:
+        self._disarm()
+        self.timer = self.state.loop.call_later(delay, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        if self._header_bytes or self._body_bytes:  # partway through a request
+            self._refuse(_Refused(408, "the request did not arrive in time"))
+        else:
+            self.close()  # idle: a new or keep-alive connection that sent nothing
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.write(data)
+
+    async def writable(self) -> None:
+        """Wait until the transport takes writes again (or the connection is gone)."""
+        if self.paused and not self.lost:
+            if self._writable is None:
+                self._writable = self.state.loop.create_future()
+            await self._writable
+
+    def close(self) -> None:
+        self.parser = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def _abort(self) -> None:
+        self.parser = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- a held stream (the connection extension; see sidestream.servers) -----------------------
+
+    def hold(self, sub: Subscriber, finish: Callable[[Subscriber], None]) -> None:
+        """Take over the stream `sub`: its response's head and first chunk are written, and
+        the request that opened it is about to end. `finish` is called once when it ends."""
+        exchange = self.exchange
+        if exchange is None or not exchange.started or exchange.complete or exchange.head:
+            raise RuntimeError("hold() needs a started streaming response")
+        self.held, self.finish = sub, finish
+        self.parser = None  # no request follows a stream on this connection
+        self._headers, self._url = [], b""
+        self.pending.clear()
+        if self.lost:
+            self.ended = True
+            sub.close(drop_queue=True, reason="gone")
+            self._finish(sub)
+            return
+        self.chunked = exchange.chunked
+        sub.write_directly(self.write_event)
+        sub.listen(self.ready)
+
+    def write_event(self, chunk: bytes) -> bool:
+        """The held stream's direct path: write an event now, or return False when the
+        connection is not taking writes (then it is queued until it does)."""
+        if self.paused:
+            return False
+        self.transport.write(http_chunk(chunk) if self.chunked else chunk)  # type: ignore[union-attr]
+        return True
+
+    def ready(self) -> None:
+        """Write what the held stream has: called by its subscriber, and when writable again."""
+        sub = self.held
+        if sub is None or self.paused or self.ended:
+            return
+        while (chunk := sub.take()) is not None:
+            if not chunk:  # the stream is over
+                self.ended = True
+                if self.chunked:
+                    self.write(_LAST_CHUNK)
+                self.close()
+                self._finish(sub)
+                return
+            self.write(http_chunk(chunk) if self.chunked else chunk)
+            if self.paused:
+                return
+
+    def abort(self) -> None:
+        """Drop the connection (a client that stopped reading)."""
+        self._abort()
+
+    def is_lost(self) -> bool:
+        """True once the client has gone."""
+        return self.lost
+
+    def _finish(self, sub: Subscriber) -> None:
+        finish, self.finish = self.finish, None
+        if finish is not None:
+            finish(sub)
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return str(value[0]), int(value[1])
+    return None
+
+
+class _Lifespan:
+    """The app's ASGI lifespan: startup before the first connection, shutdown after the last."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.state: dict[str, Any] = {}
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.supported = True
+
+    async def _run(self) -> None:
+        scope = {"type": "lifespan", "asgi": ASGI, "state": self.state}
+        try:
+            await self.app(scope, self._inbox.get, self._outbox.put)
+        except Exception:
+            if self.supported:
+                log.info("the app does not run ASGI lifespan events", exc_info=True)
+            self.supported = False
+        finally:
+            await self._outbox.put({"type": "lifespan.ended"})
+
+    async def _step(self, name: str) -> None:
+        await self._inbox.put({"type": f"lifespan.{name}"})
+        reply = await self._outbox.get()
+        if reply["type"] == f"lifespan.{name}.failed":
+            raise RuntimeError(f"the app's lifespan {name} failed: {reply.get('message', '')}")
+        if reply["type"] == "lifespan.ended" and name == "startup" and not self.supported:
+            return
+        if reply["type"] not in (f"lifespan.{name}.complete", "lifespan.ended"):
+            raise RuntimeError(f"unexpected lifespan message {reply['type']!r}")
+
+    async def startup(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        await self._step("startup")
+
+    async def shutdown(self) -> None:
+        if self._task is None or self._task.done():
+            return
+        await self._step("shutdown")
+        await self._task
+
+
+async def serve(
+    app: Any,
+    settings: ServerSettings = ServerSettings(),
+    *,
+    stop: asyncio.Event | None = None,
+    on_listening: Callable[[int], None] | None = None,
+) -> None:
+    """Serve `app` until `stop` is set (or SIGTERM/SIGINT in the main thread), then shut down.
+
+    Shutdown: stop accepting, run the app's lifespan shutdown (the stream service drains its
+    streams there), close idle connections, give running requests `shutdown_timeout` seconds,
+    then drop what is left.
+
+    Args:
+        app: An ASGI app, such as [`create_app`][sidestream.service.create_app]'s.
+        settings: Where to listen and the limits.
+        stop: Set it to shut the server down.
+        on_listening: Called with the port once the server accepts connections.
+    """
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+
+    def on_signal() -> None:
+        loop.call_soon_threadsafe(stop.set)
+
+    restore = _on_signals(on_signal)
+    try:
+        lifespan = _Lifespan(app)
+        await lifespan.startup()
+        state = _State(app, settings, lifespan.state)
+        server = await loop.create_server(
+            lambda: _Connection(state),
+            settings.host,
+            settings.port,
+            backlog=settings.backlog,
+            reuse_address=True,
+            reuse_port=settings.reuse_port or None,
+        )
+        port = int(server.sockets[0].getsockname()[1])
+        for sock in server.sockets:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        log.info("serving on http://%s:%d", settings.host, port)
+        if on_listening is not None:
+            on_listening(port)
+        await stop.wait()
+        log.info("shutting down: draining streams")
+        server.close()
+        state.shutting_down = True
+        await lifespan.shutdown()
+        await _close_connections(state, settings.shutdown_timeout)
+        await server.wait_closed()
+    finally:
+        restore()
+
+
+async def _close_connections(state: _State, timeout: float) -> None:
+    for conn in list(state.connections):
+        if conn.exchange is None and conn.held is None:
+            conn.close()  # idle keep-alive: nothing to wait for
+    deadline = state.loop.time() + timeout
+    while state.connections and state.loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    for conn in list(state.connections):
+        conn.abort()
+    if state.connections:
+        await asyncio.sleep(0)
+
+
+def _on_signals(stop: Callable[[], None]) -> Callable[[], None]:
+    """Call `stop` on SIGTERM and SIGINT (main thread only); returns what restores the old
+    handlers. Installed before the app's lifespan, so the stream service's own handler (which
+    starts its drain at once) chains to this one."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, lambda number, frame: stop())
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def _load(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise SystemExit(f"expected module:attribute, like sidestream.service:app; got {target!r}")
+    app = importlib.import_module(module_name)
+    for part in attr.split("."):
+        app = getattr(app, part)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m sidestream.streamserver module:app [options]`."""
+    defaults = ServerSettings()
+    parser = argparse.ArgumentParser(
+        prog="python -m sidestream.streamserver", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("app", help="the ASGI app, as module:attribute")
+    parser.add_argument("--app-dir", default=".", help="where to import the app from")
+    parser.add_argument("--host", default=defaults.host)
+    parser.add_argument("--port", type=int, default=defaults.port)
+    parser.add_argument("--backlog", type=int, default=defaults.backlog)
+    parser.add_argument("--reuse-port", action="store_true", help="share the port (SO_REUSEPORT)")
+    parser.add_argument("--request-timeout", type=float, default=defaults.request_timeout)
+    parser.add_argument("--keepalive-timeout", type=float, default=defaults.keepalive_timeout)
+    parser.add_argument("--max-header-bytes", type=int, default=defaults.max_header_bytes)
+    parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
+    parser.add_argument("--shutdown-timeout", type=float, default=defaults.shutdown_timeout)
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    sys.path.insert(0, args.app_dir)
+    app = _load(args.app)
+    settings = ServerSettings(
+        host=args.host,
+        port=args.port,
+        backlog=args.backlog,
+        reuse_port=args.reuse_port,
+        request_timeout=args.request_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_header_bytes=args.max_header_bytes,
+        max_body_bytes=args.max_body_bytes,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+    loop_factory = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(app, settings))
+
+
+if __name__ == "__main__":
+    main()
