@@ -31,6 +31,8 @@ DEPLOY = EXAMPLES_DIR / "deploy"
 NGINX_CONF = DEPLOY / "nginx.conf"
 UNIT = DEPLOY / "sidestream-events@.service"
 UNIT_UVICORN = "/srv/sidestream/.venv/bin/uvicorn"
+STREAMS_UNIT = DEPLOY / "sidestream-streams@.service"  # sidestream.streamserver
+UNIT_PYTHON = "/srv/sidestream/.venv/bin/python"
 APP_DIR = EXAMPLES_DIR / "auth"  # the unit runs `service:app`: examples/auth/service.py
 
 
@@ -124,12 +126,15 @@ def buffering_on(config: str) -> str:
     )
 
 
-def unit_command(port: int) -> list[str]:
-    """The unit's ExecStart for instance `port` (systemd's `%i`), as an argv."""
-    text = re.sub(r"\\\n\s*", " ", UNIT.read_text())  # systemd's line continuations
+def unit_command(port: int, unit: Path = UNIT) -> list[str]:
+    """The unit's ExecStart for instance `port` (systemd's `%i`), as an argv, with this
+    machine's Python (and its uvicorn) in place of the unit's."""
+    text = re.sub(r"\\\n\s*", " ", unit.read_text())  # systemd's line continuations
     lines = [line for line in text.splitlines() if line.startswith("ExecStart=")]
     assert len(lines) == 1, lines
     argv = shlex.split(lines[0].removeprefix("ExecStart=").replace("%i", str(port)))
+    if argv[0] == UNIT_PYTHON:
+        return [sys.executable, *argv[1:]]
     assert argv[0] == UNIT_UVICORN, argv
     return [sys.executable, "-m", "uvicorn", *argv[1:]]
 
@@ -155,8 +160,10 @@ class Instance:
 
 
 @contextmanager
-def run_instances(count: int, env: Mapping[str, str]) -> Iterator[list[Instance]]:
-    """`count` instances of the unit, each on a free loopback port, ready when /healthz says so."""
+def run_instances(
+    count: int, env: Mapping[str, str], unit: Path = UNIT
+) -> Iterator[list[Instance]]:
+    """`count` instances of `unit`, each on a free loopback port, ready when /healthz says so."""
     logs = Path(tempfile.mkdtemp(prefix="deploy-units-"))
     instances: list[Instance] = []
     try:
@@ -165,7 +172,7 @@ def run_instances(count: int, env: Mapping[str, str]) -> Iterator[list[Instance]
             log = logs / f"{port}.log"
             with log.open("wb") as out:
                 process = subprocess.Popen(
-                    unit_command(port),
+                    unit_command(port, unit),
                     cwd=APP_DIR,
                     env={**os.environ, **env},
                     stdout=out,

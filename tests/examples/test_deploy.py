@@ -2,7 +2,8 @@
 
 - deploy/nginx.conf runs in Debian's nginx (see tests/deploy_stack.py for what is replaced) in
   front of the stream service, the Flask API under gunicorn, or both;
-- deploy/sidestream-events@.service: systemd checks it, and its ExecStart runs two instances
+- deploy/sidestream-events@.service (uvicorn) and deploy/sidestream-streams@.service
+  (sidestream.streamserver): systemd checks each, and each one's ExecStart runs two instances
   for a rolling restart in which a client loses no event;
 - deploy/one_stream.js and the HTTP/1.1 six-connection limit run in headless Chromium;
 - deploy/compose.yaml and deploy/kubernetes.yaml are checked offline against the Compose
@@ -44,7 +45,9 @@ import yaml
 from deploy_stack import (
     DEPLOY,
     NGINX_CONF,
+    STREAMS_UNIT,
     UNIT,
+    UNIT_PYTHON,
     UNIT_UVICORN,
     Instance,
     buffering_on,
@@ -209,13 +212,21 @@ def test_the_api_and_the_service_share_one_origin(
 # The systemd unit, and a rolling restart with no lost event
 
 
-def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+UNITS = [
+    pytest.param(UNIT, id="uvicorn"),
+    pytest.param(STREAMS_UNIT, id="streamserver"),
+]
+
+
+@pytest.mark.parametrize("unit_file", UNITS)
+def test_systemd_accepts_the_unit(tmp_path: Path, unit_file: Path) -> None:
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
-    # An instance name as systemctl would give it, and a uvicorn that exists on this machine.
-    unit = tmp_path / "sidestream-events@8001.service"
+    # An instance name as systemctl would give it, and binaries that exist on this machine.
+    unit = tmp_path / unit_file.name.replace("@.", "@8001.")
     uvicorn = Path(sys.executable).parent / "uvicorn"
-    unit.write_text(UNIT.read_text().replace(UNIT_UVICORN, str(uvicorn)))
+    text = unit_file.read_text().replace(UNIT_UVICORN, str(uvicorn))
+    unit.write_text(text.replace(UNIT_PYTHON, sys.executable))
     checked = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", str(unit)],
         capture_output=True,
@@ -243,7 +254,8 @@ def holder(instances: list[Instance]) -> Instance:
 
 
 @pytest.mark.redis
-def test_a_rolling_restart_loses_no_event(redis_url: str, channel: str) -> None:
+@pytest.mark.parametrize("unit_file", UNITS)
+def test_a_rolling_restart_loses_no_event(redis_url: str, channel: str, unit_file: Path) -> None:
     env = {"REDIS_URL": redis_url, "SIDESTREAM_TOKEN_KEY": TOKEN_KEY}
     token = StreamTokens(TOKEN_KEY).issue("tester", subscribe=[channel], lifetime=300)
     published: list[str] = []
@@ -263,7 +275,7 @@ def test_a_rolling_restart_loses_no_event(redis_url: str, channel: str) -> None:
     served_by: list[Instance] = []
     last_id, drained = "", None
     with (
-        run_instances(2, env) as instances,
+        run_instances(2, env, unit_file) as instances,
         run_proxy(NOWHERE, (instances[0].address, instances[1].address)) as proxy,
         proxy.client(10) as client,
     ):
