@@ -543,6 +543,10 @@ class _Connection(asyncio.Protocol):
             self._finish(sub)
             return
         self.chunked = exchange.chunked
+        # A request pipelined behind this one paused reading; read again (what comes is
+        # dropped), or a client that leaves would not be noticed until a write failed.
+        assert self.transport is not None
+        self.transport.resume_reading()
         sub.write_directly(self.write_event)
         sub.listen(self.ready)
 
@@ -664,14 +668,18 @@ async def serve(
         lifespan = _Lifespan(app)
         await lifespan.startup()
         state = _State(app, settings, lifespan.state)
-        server = await loop.create_server(
-            lambda: _Connection(state),
-            settings.host,
-            settings.port,
-            backlog=settings.backlog,
-            reuse_address=True,
-            reuse_port=settings.reuse_port or None,
-        )
+        try:
+            server = await loop.create_server(
+                lambda: _Connection(state),
+                settings.host,
+                settings.port,
+                backlog=settings.backlog,
+                reuse_address=True,
+                reuse_port=settings.reuse_port or None,
+            )
+        except OSError:  # the port is taken, say: leave nothing the app started running
+            await lifespan.shutdown()
+            raise
         port = int(server.sockets[0].getsockname()[1])
         for sock in server.sockets:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
