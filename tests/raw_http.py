@@ -171,12 +171,10 @@ class RawClient:
         return data[:-2]
 
     async def closed(self, timeout: float = TIMEOUT) -> bool:
-        """True when the server closed the connection (EOF or reset) with nothing more sent;
-        an AssertionError shows the bytes when it sent some; TimeoutError if still open."""
-        try:
-            rest = await self._read(self.reader.read(65536), timeout)
-        except ConnectionResetError:
-            return True
+        """True when the server closed the connection cleanly (EOF, not a reset) with nothing
+        more sent; an AssertionError shows the bytes when it sent some; TimeoutError if the
+        connection is still open."""
+        rest = await self._read(self.reader.read(65536), timeout)
         assert rest == b"", f"expected the close, got {rest[:300]!r}"
         return True
 

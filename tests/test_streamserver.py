@@ -282,6 +282,31 @@ async def test_expect_100_continue_is_answered_before_the_body(
     client.close()
 
 
+async def test_a_pipelined_100_continue_comes_after_the_answer_before_it(
+    echo: tuple[Echo, Running],
+) -> None:
+    """An `Expect: 100-continue` request sent behind a slow one: its interim answer must not
+    land inside (or before) the first answer; it follows it, then the body is read. An HTTP/1.0
+    request's expectation is ignored, as RFC 9110 requires."""
+    _, server = echo
+    client = await server.connect()
+    client.send(
+        b"GET /slow?200 HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
+    first = await client.response()
+    assert (first.status, first.body) == (200, b"200")
+    assert (await client.head()).status == 100
+    client.send(b"hello")
+    assert (await client.response()).body == b"hello"
+    client.close()
+    old = await server.connect()
+    old.send(b"POST /echo HTTP/1.0\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi")
+    answer = await old.response()
+    assert (answer.status, answer.body) == (200, b"hi")
+    assert await old.closed()
+
+
 async def test_an_app_that_raises_gets_500_and_the_server_serves_on(
     echo: tuple[Echo, Running], caplog: pytest.LogCaptureFixture
 ) -> None:

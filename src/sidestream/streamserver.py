@@ -56,6 +56,8 @@ log = logging.getLogger("sidestream.streamserver")
 
 ASGI: Final = {"version": "3.0", "spec_version": "2.4"}
 _LAST_CHUNK: Final = b"0\r\n\r\n"
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LINGER: Final = 1.0  # seconds a refused client may go on sending before the close
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
 
 
@@ -252,9 +254,13 @@ class _Connection(asyncio.Protocol):
     __slots__ = (
         "_body",
         "_body_bytes",
+        "_continue",
+        "_head_arriving",
         "_header_bytes",
         "_headers",
+        "_in_request",
         "_refused",
+        "_requests_begun",
         "_url",
         "_writable",
         "chunked",
@@ -282,7 +288,11 @@ class _Connection(asyncio.Protocol):
         self._header_bytes = 0
         self._body: list[bytes] = []
         self._body_bytes = 0
-        self._refused: _Refused | None = None
+        self._refused: _Refused | None = None  # a request this connection answers last
+        self._in_request = False  # a request has begun and not yet fully arrived
+        self._requests_begun = 0
+        self._head_arriving: int | None = None  # bytes of a head still arriving, in whole reads
+        self._continue = False  # a `100 Continue` owed once the request before is answered
         self.pending: deque[tuple[dict[str, Any], bytes, bool]] = deque()
         self.exchange: _Exchange | None = None
         self.task: asyncio.Task[None] | None = None
@@ -305,13 +315,22 @@ class _Connection(asyncio.Protocol):
         parser = self.parser
         if parser is None:
             return  # a held stream, or a connection that is closing: nothing more is read
+        begun = self._requests_begun
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._upgrade()
+            self.parser = None  # what follows is another protocol: answer, then close
+            return
         except httptools.HttpParserError as exc:
             refused = self._refused or _Refused(400, f"malformed HTTP request: {exc}")
             self._refuse(refused)
+            return
+        if self._head_arriving is not None and begun == self._requests_begun:
+            # All of `data` belongs to a head that is still arriving. httptools keeps a header
+            # in its own buffer until its line ends, so on_header cannot count an endless one.
+            self._head_arriving += len(data)
+            if self._head_arriving > self.state.settings.max_header_bytes:
+                self._refuse(_Refused(431, "the request line and headers are too large"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -350,6 +369,10 @@ class _Connection(asyncio.Protocol):
         self._header_bytes = 0
         self._body = []
         self._body_bytes = 0
+        self._in_request = True
+        self._requests_begun += 1
+        self._head_arriving = 0
+        self._continue = False
         if self.exchange is None and not self.pending:
             self._arm(self.state.settings.request_timeout)  # was the keep-alive wait
 
@@ -362,12 +385,25 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        length = next((v for n, v in self._headers if n == b"content-length"), None)
+        self._head_arriving = None
+        headers = self._headers
+        if self.parser.should_upgrade() and (b"upgrade", b"websocket") in (
+            (n, v.lower()) for n, v in headers
+        ):
+            self._refuse_in_parser(
+                501, "this server does not serve WebSockets: serve them under uvicorn"
+            )
+        length = next((v for n, v in headers if n == b"content-length"), None)
         limit = self.state.settings.max_body_bytes
         if length is not None and length.isdigit() and int(length) > limit:
             self._refuse_in_parser(413, "the request body is larger than this server takes")
-        if any(n == b"expect" and v.lower() == b"100-continue" for n, v in self._headers):
-            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if self.parser.get_http_version() == "1.1" and any(
+            n == b"expect" and v.lower() == b"100-continue" for n, v in headers
+        ):
+            if self.exchange is None:
+                self.write(_CONTINUE)
+            else:  # not in the middle of the answer to the request before: after it
+                self._continue = True
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -378,7 +414,10 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         parser = self.parser
         scope = self._scope(parser)
-        self.pending.append((scope, b"".join(self._body), parser.should_keep_alive()))
+        self._in_request = False
+        # After an upgrade request comes another protocol: answer it, then close.
+        keep = parser.should_keep_alive() and not parser.should_upgrade()
+        self.pending.append((scope, b"".join(self._body), keep))
         self._body = []
         if self.exchange is None:
             self._disarm()
@@ -426,15 +465,6 @@ class _Connection(asyncio.Protocol):
             HOLD: self,
         }
 
-    def _upgrade(self) -> None:
-        if any(n == b"upgrade" and v.lower() == b"websocket" for n, v in self._headers):
-            self.pending.clear()
-            self._refuse(
-                _Refused(501, "this server does not serve WebSockets: serve them under uvicorn")
-            )
-            return
-        self.parser = None  # another protocol (h2c, say): answer this request, then close
-
     def _run_next(self) -> None:
         if self.lost or not self.pending:
             return
@@ -443,16 +473,13 @@ class _Connection(asyncio.Protocol):
         self.task = self.state.loop.create_task(self._serve(exchange))
 
     async def _serve(self, exchange: _Exchange) -> None:
+        scope = exchange.scope
+        failed = False
         try:
-            await self.state.app(exchange.scope, exchange.receive, exchange.send)
+            await self.state.app(scope, exchange.receive, exchange.send)
         except Exception:
-            scope = exchange.scope
             log.exception("the app failed on %s %s", scope["method"], scope["path"])
-            if not exchange.started:
-                self._refuse(_Refused(500, "the server failed to answer this request"))
-            else:
-                self._abort()
-            return
+            failed = True
         except asyncio.CancelledError:
             self._abort()
             raise
@@ -461,30 +488,57 @@ class _Connection(asyncio.Protocol):
             self.exchange = None
             exchange.disconnect()
         if not exchange.started:
-            log.error("the app returned without a response to %s", exchange.scope["path"])
+            if not failed:
+                log.error("the app returned without a response to %s", scope["path"])
             self._refuse(_Refused(500, "the server failed to answer this request"))
         elif not exchange.complete:
-            log.error("the app returned before its response to %s ended", exchange.scope["path"])
-            self._abort()
+            if not failed:
+                log.error("the app returned before its response to %s ended", scope["path"])
+            self._abort()  # the body cannot be completed
         elif self.held is not None:
             pass  # the connection now belongs to the stream
         elif not exchange.keep_alive or self.state.shutting_down:
             self.close()
         elif self.pending:
             self._run_next()
+        elif self._refused is not None:  # a later request was refused while this one ran
+            self._refuse(self._refused)
         elif not self.lost:
             assert self.transport is not None
+            if self._continue:
+                self._continue = False
+                self.write(_CONTINUE)
             self.transport.resume_reading()
-            self._arm(self.state.settings.keepalive_timeout)
+            settings = self.state.settings
+            self._arm(settings.request_timeout if self._in_request else settings.keepalive_timeout)
 
     def _refuse(self, refused: _Refused) -> None:
+        """Answer `refused` and close; after the requests before it, if they are still being
+        answered (pipelining: responses go out in request order)."""
         self.parser = None
-        self.pending.clear()
-        if self.exchange is not None and self.exchange.started:
-            self._abort()
+        if self.exchange is not None:
+            self._refused = refused  # _serve answers it when its turn comes
             return
+        self.pending.clear()
         self.write(_error_response(refused.status, refused.description))
-        self.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close without losing the answer just written. The client may still be sending its
+        request (a body over the limit): what arrives after a close makes the kernel send a
+        reset, which can destroy the answer before the client reads it. So the answer and a
+        FIN go now; what still comes is dropped; the connection closes when the client
+        closes its side, or after `_LINGER` seconds."""
+        transport = self.transport
+        if transport is None or self.lost:
+            return
+        if not transport.can_write_eof():
+            self.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()
+        self._disarm()
+        self.timer = self.state.loop.call_later(_LINGER, self.close)
 
     def _arm(self, delay: float) -> None:
         self._disarm()
@@ -497,7 +551,7 @@ class _Connection(asyncio.Protocol):
 
     def _timed_out(self) -> None:
         self.timer = None
-        if self._header_bytes or self._body_bytes:  # partway through a request
+        if self._in_request:  # partway through a request
             self._refuse(_Refused(408, "the request did not arrive in time"))
         else:
             self.close()  # idle: a new or keep-alive connection that sent nothing
