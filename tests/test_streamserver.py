@@ -93,7 +93,11 @@ class Echo:
                     break
             await respond(send, 200, body)
         elif path == "/slow":
-            await asyncio.sleep(int(scope["query_string"]) / 1000)
+            try:
+                await asyncio.sleep(int(scope["query_string"]) / 1000)
+            except asyncio.CancelledError:
+                self.events.append("cancelled GET /slow")
+                raise
             await respond(send, 200, scope["query_string"])
         elif path == "/chunks":
             await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -392,6 +396,38 @@ async def test_a_port_in_use_raises_after_the_lifespan_shut_down() -> None:
         with pytest.raises(OSError):
             await asyncio.wait_for(serve(app, ServerSettings(port=port)), 10)
     assert app.events == ["lifespan.startup", "lifespan.shutdown"]
+
+
+async def test_stop_lets_a_running_request_finish() -> None:
+    """A request running when `stop` is set is answered whole, told `Connection: close`, and
+    its connection closed; then serve() returns."""
+    app = Echo()
+    async with running(app) as server:
+        client = await server.connect()
+        client.request("/slow?300")
+        await eventually(lambda: "GET /slow" in app.events)
+        server.stop.set()
+        response = await client.response()
+        assert (response.body, response.header("connection")) == (b"300", "close")
+        assert await client.closed()
+        async with asyncio.timeout(5):
+            await server.task
+
+
+async def test_a_request_still_running_after_the_shutdown_timeout_is_cancelled() -> None:
+    """After `shutdown_timeout` the connection is dropped and the request's task cancelled
+    before serve() returns: no app code runs on after the server has stopped."""
+    app = Echo()
+    async with running(app, shutdown_timeout=0.3) as server:
+        client = await server.connect()
+        client.request("/slow?60000")
+        await eventually(lambda: "GET /slow" in app.events)
+        server.stop.set()
+        async with asyncio.timeout(5):
+            await server.task
+        assert app.events[-2:] == ["lifespan.shutdown", "cancelled GET /slow"]
+        with pytest.raises((asyncio.IncompleteReadError, ConnectionResetError)):
+            await client.head()
 
 
 async def test_stop_drains_every_stream_and_serve_returns(bus: AsyncBus) -> None:

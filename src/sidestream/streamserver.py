@@ -135,6 +135,7 @@ class _State:
         self.settings = settings
         self.lifespan_state = lifespan_state
         self.connections: set[_Connection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()  # requests running (a client may have left)
         self.loop = asyncio.get_running_loop()
         self.shutting_down = False
 
@@ -470,7 +471,9 @@ class _Connection(asyncio.Protocol):
             return
         scope, body, keep = self.pending.popleft()
         exchange = self.exchange = _Exchange(self, scope, body, keep and self.parser is not None)
-        self.task = self.state.loop.create_task(self._serve(exchange))
+        task = self.task = self.state.loop.create_task(self._serve(exchange))
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
 
     async def _serve(self, exchange: _Exchange) -> None:
         scope = exchange.scope
@@ -756,10 +759,17 @@ async def _close_connections(state: _State, timeout: float) -> None:
         if conn.exchange is None and conn.held is None:
             conn.close()  # idle keep-alive: nothing to wait for
     deadline = state.loop.time() + timeout
-    while state.connections and state.loop.time() < deadline:
+    while (state.connections or state.tasks) and state.loop.time() < deadline:
         await asyncio.sleep(0.02)
     for conn in list(state.connections):
         conn.abort()
+    # Requests still running are cancelled: none goes on after serve() returned (and after
+    # the app's lifespan shutdown, whose resources it may use).
+    tasks = list(state.tasks)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
     if state.connections:
         await asyncio.sleep(0)
 
