@@ -260,6 +260,7 @@ class _Connection(asyncio.Protocol):
         "_header_bytes",
         "_headers",
         "_in_request",
+        "_next_when_writable",
         "_refused",
         "_requests_begun",
         "_url",
@@ -294,6 +295,7 @@ class _Connection(asyncio.Protocol):
         self._requests_begun = 0
         self._head_arriving: int | None = None  # bytes of a head still arriving, in whole reads
         self._continue = False  # a `100 Continue` owed once the request before is answered
+        self._next_when_writable = False  # the next request waits for the client to read
         self.pending: deque[tuple[dict[str, Any], bytes, bool]] = deque()
         self.exchange: _Exchange | None = None
         self.task: asyncio.Task[None] | None = None
@@ -359,6 +361,9 @@ class _Connection(asyncio.Protocol):
             self._writable = None
             if not writable.done():
                 writable.set_result(None)
+        if self._next_when_writable:
+            self._next_when_writable = False
+            self._next_request()
         if self.held is not None:
             self.ready()
 
@@ -502,16 +507,29 @@ class _Connection(asyncio.Protocol):
             pass  # the connection now belongs to the stream
         elif not exchange.keep_alive or self.state.shutting_down:
             self.close()
+        else:
+            self._next_request()
+
+    def _next_request(self) -> None:
+        """After a whole answer on a keep-alive connection: the next pipelined request, the
+        refusal owed, or reading again. While the client is not taking its answers, this
+        waits for `resume_writing`: a client that pipelines requests and reads nothing would
+        otherwise have every answer buffered, and more with each read."""
+        transport = self.transport
+        if self.lost or transport is None:
+            return
+        if self.paused:
+            self._next_when_writable = True
+            transport.pause_reading()
         elif self.pending:
             self._run_next()
         elif self._refused is not None:  # a later request was refused while this one ran
             self._refuse(self._refused)
-        elif not self.lost:
-            assert self.transport is not None
+        else:
             if self._continue:
                 self._continue = False
                 self.write(_CONTINUE)
-            self.transport.resume_reading()
+            transport.resume_reading()
             settings = self.state.settings
             self._arm(settings.request_timeout if self._in_request else settings.keepalive_timeout)
 

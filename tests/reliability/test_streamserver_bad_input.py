@@ -31,6 +31,7 @@ SETTINGS: dict[str, Any] = {
     "max_body_bytes": 1000,
 }
 eventually = functools.partial(wait_until_async, timeout=3.0)
+BIG = 64 * 1024  # the size of a /big answer
 PADDING = b"X-Pad: 0123456789\r\n" * 60  # 1,140 bytes of headers
 
 
@@ -48,9 +49,10 @@ class Recorder:
             pass
         if scope["path"] == "/slow":
             await asyncio.sleep(0.2)
-        headers = [(b"content-length", b"2"), (b"content-type", b"text/plain")]
+        body = b"%06d" % len(self.requests) + b"." * BIG if scope["path"] == "/big" else b"ok"
+        headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"text/plain")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"ok"})
+        await send({"type": "http.response.body", "body": body})
 
 
 @pytest.fixture
@@ -238,6 +240,29 @@ async def test_a_bad_request_pipelined_behind_a_good_one_is_answered_after_it(
     assert (first.status, first.body) == (200, b"ok")
     await refused(client, 400, "malformed HTTP request")
     assert app.requests == ["GET /slow"]
+
+
+async def test_a_client_that_pipelines_without_reading_gets_no_more_than_it_reads(
+    recorder: tuple[Recorder, Running],
+) -> None:
+    """500 requests for 64 KB answers in one write, from a client that reads nothing: the
+    server answers only while the client takes the answers (else it would buffer 32 MB for
+    it, and more with every write). Once the client reads, every answer comes, in order."""
+    app, server = recorder
+    client = await server.connect(receive_buffer=4096)
+    client.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n" * 500)
+    await eventually(lambda: len(app.requests) > 0)
+    await asyncio.sleep(0.5)
+    assert len(app.requests) < 250, f"{len(app.requests)} answers made for a client not reading"
+    for n in range(1, 501):
+        response = await client.response()
+        assert (response.status, response.body[:6], len(response.body)) == (
+            200,
+            b"%06d" % n,
+            6 + BIG,
+        )
+    assert len(app.requests) == 500
+    client.close()
 
 
 async def test_an_upgrade_to_another_protocol_is_answered_then_closed(
