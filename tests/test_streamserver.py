@@ -224,6 +224,23 @@ async def test_http_1_0_gets_no_chunks_and_the_connection_closes(
     assert await client.closed()
 
 
+async def test_http_1_0_keep_alive_is_confirmed_when_the_body_has_a_length(
+    echo: tuple[Echo, Running],
+) -> None:
+    """An HTTP/1.0 client that asks for keep-alive closes after the answer unless the answer
+    says `Connection: keep-alive`: it must, when a length frames the body (and the next
+    request on the connection is served); a body ended by the close says `close`."""
+    _, server = echo
+    client = await server.connect()
+    client.request("/sized", version="1.0", headers={"Connection": "keep-alive"})
+    first = await client.response()
+    assert (first.body, first.header("connection")) == (b"hello", "keep-alive")
+    client.request("/chunks", version="1.0", headers={"Connection": "keep-alive"})
+    head = await client.head()
+    assert head.header("connection") == "close"
+    assert await client.rest() == b"one,two,three"
+
+
 async def test_http_1_1_without_a_length_is_chunked(echo: tuple[Echo, Running]) -> None:
     """Each body message of the app is one chunk, and the last chunk ends the body."""
     _, server = echo

@@ -228,6 +228,8 @@ class _Exchange:
         if not self.keep_alive or self.conn.state.shutting_down:
             self.keep_alive = False
             lines.append(b"connection: close\r\n")
+        elif self.scope["http_version"] == "1.0":  # it closes after the answer unless told
+            lines.append(b"connection: keep-alive\r\n")
         lines.append(b"\r\n")
         return b"".join(lines)
 

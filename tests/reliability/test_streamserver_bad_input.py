@@ -31,6 +31,12 @@ SETTINGS: dict[str, Any] = {
     "max_body_bytes": 1000,
 }
 eventually = functools.partial(wait_until_async, timeout=3.0)
+# Request smuggling: two ways to read where the body ends; a proxy may pick the other one.
+SMUGGLE_CL_TE = (
+    b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
+)
+SMUGGLE_TWO_CL = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\nok"
 BIG = 64 * 1024  # the size of a /big answer
 PADDING = b"X-Pad: 0123456789\r\n" * 60  # 1,140 bytes of headers
 
@@ -97,6 +103,8 @@ async def refused(client: RawClient, status: int, names: str) -> None:
         (b"GET / HTTP/1.1 extra\r\nHost: t\r\n\r\n", 400, "malformed HTTP request"),
         (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400, "malformed HTTP request"),
         (b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400, "malformed HTTP request"),
+        (SMUGGLE_CL_TE, 400, "malformed HTTP request"),
+        (SMUGGLE_TWO_CL, 400, "malformed HTTP request"),
         (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: t\r\n\r\n", 400, "Invalid char in url"),
         (b"GET http://[::1 HTTP/1.1\r\nHost: t\r\n\r\n", 400, "not a valid URL"),
         (b"GET / HTTP/1.1\r\nHost: t\r\n" + PADDING + b"\r\n", 431, "too large"),
@@ -119,6 +127,8 @@ async def refused(client: RawClient, status: int, names: str) -> None:
         "request-line-extra",
         "header-without-colon",
         "bad-content-length",
+        "content-length-and-chunked",
+        "two-content-lengths",
         "non-ascii-url",
         "invalid-url",
         "many-headers",
