@@ -63,7 +63,8 @@ class Echo:
     - `GET /chunks`: three body messages and no Content-Length (chunked, or the close);
     - `GET|HEAD /sized`: `hello`, with a Content-Length;
     - `GET /state`: the lifespan state the request sees, as JSON;
-    - `GET /raise`, `/raise-late` (after the head), `/silent` (returns without a response).
+    - `GET /raise`, `/raise-late` (after the head), `/silent` (returns without a response),
+      `/truncated` (returns in the middle of its body).
 
     `events` records the lifespan and each request's method and path, in order.
     """
@@ -116,6 +117,9 @@ class Echo:
             raise RuntimeError("the app failed on purpose, after its head")
         elif path == "/silent":
             return
+        elif path == "/truncated":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"half", "more_body": True})
         else:
             await respond(send, 404, b"no such path")
 
@@ -370,6 +374,23 @@ async def test_an_app_that_returns_without_a_response_gets_500(
     assert response.status == 500
     assert response.json()["title"] == "500 Internal Server Error"
     assert await client.closed()
+
+
+async def test_an_app_that_returns_in_the_middle_of_its_body_has_the_connection_dropped(
+    echo: tuple[Echo, Running], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client must not take half a body for a whole one: no last chunk, the connection is
+    dropped, and the server says why in its log."""
+    _, server = echo
+    client = await server.connect()
+    client.request("/truncated")
+    assert (await client.head()).status == 200
+    assert await client.chunk() == b"half"
+    with pytest.raises((asyncio.IncompleteReadError, ConnectionResetError)):
+        await client.chunk()
+    await eventually(
+        lambda: "the app returned before its response to /truncated ended" in caplog.text
+    )
 
 
 # --- lifespan and shutdown ------------------------------------------------------------------
@@ -653,6 +674,29 @@ async def test_a_slow_consumer_is_dropped_and_a_reader_loses_nothing(bus: AsyncB
         assert len(stalled.events) < published
         assert app.hub.stats().cutoffs == 1
         reader.client.close()
+
+
+async def test_under_the_generic_adapter_a_stalled_client_is_dropped_too(
+    bus: AsyncBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fast_path=False: the stalled client's request task waits on a full socket; the cut-off
+    cancels it, its connection is dropped, and the stream is finished, without an error."""
+    app = make_app(bus, fast_path=False, queue_size=4, cutoff_grace=0.2)
+    async with running(app) as server:
+        stalled = await EventStream.open(
+            await server.connect(receive_buffer=4096), "/events?channel=gstall"
+        )
+        published = 0
+        while app.hub.stats().cutoffs == 0 and published < 400:
+            await bus.publish("gstall", "x" * 32 * 1024)
+            published += 1
+        assert app.hub.stats().cutoffs == 1
+        await eventually(lambda: app.hub.open_streams == 0)
+        with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+            while True:
+                await stalled._more(timeout=5)
+    errors = [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert errors == []
 
 
 async def test_the_generic_adapter_streams_under_this_server_too(bus: AsyncBus) -> None:

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httptools
 
-from sidestream.servers import HOLD, http_chunk
+from sidestream.servers import ABORTED, HOLD, http_chunk
 
 if TYPE_CHECKING:
     from sidestream.subscriber import Subscriber
@@ -502,7 +502,9 @@ class _Connection(asyncio.Protocol):
                 log.error("the app returned without a response to %s", scope["path"])
             self._refuse(_Refused(500, "the server failed to answer this request"))
         elif not exchange.complete:
-            if not failed:
+            # Unless the client left, or the app dropped it on purpose (a stalled stream,
+            # under the generic adapter, whose request it cancelled).
+            if not (failed or self.lost or scope.get(ABORTED)):
                 log.error("the app returned before its response to %s ended", scope["path"])
             self._abort()  # the body cannot be completed
         elif self.held is not None:
