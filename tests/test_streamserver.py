@@ -63,6 +63,7 @@ class Echo:
     - `GET /chunks`: three body messages and no Content-Length (chunked, or the close);
     - `GET|HEAD /sized`: `hello`, with a Content-Length;
     - `GET /state`: the lifespan state the request sees, as JSON;
+    - `GET /scope...`: what the ASGI scope says of the request, as JSON;
     - `GET /raise`, `/raise-late` (after the head), `/silent` (returns without a response),
       `/truncated` (returns in the middle of its body).
 
@@ -107,6 +108,18 @@ class Echo:
             await send({"type": "http.response.body", "body": b""})
         elif path == "/sized":
             await respond(send, 200, b"hello")
+        elif path.startswith("/scope"):
+            seen = {
+                "http_version": scope["http_version"],
+                "scheme": scope["scheme"],
+                "path": path,
+                "raw_path": scope["raw_path"].decode(),
+                "query_string": scope["query_string"].decode(),
+                "headers": [[n.decode(), v.decode()] for n, v in scope["headers"]],
+                "client": scope["client"][0],
+                "server": scope["server"][1],
+            }
+            await respond(send, 200, json.dumps(seen, ensure_ascii=False).encode())
         elif path == "/state":
             await respond(send, 200, json.dumps(scope["state"]).encode())
         elif path == "/raise":
@@ -171,6 +184,26 @@ async def test_plain_routes_answer_with_their_status_and_a_json_body(
     assert answers["/no-such-route"].json()["title"] == "404 Not Found"
     assert '"channel" parameter is required' in answers["/events"].json()["description"]
     assert app.hub.open_streams == 0
+
+
+async def test_the_asgi_scope_describes_the_request(echo: tuple[Echo, Running]) -> None:
+    """The path percent-decoded (raw_path as sent), the query string as sent, header names in
+    lower case with values as sent, in order, and both ends of the connection."""
+    _, server = echo
+    client = await server.connect()
+    client.request("/scope/caf%C3%A9?q=1&r=%20", headers={"X-Custom": "Mixed Case"})
+    seen = json.loads((await client.response()).body)
+    assert seen == {
+        "http_version": "1.1",
+        "scheme": "http",
+        "path": "/scope/café",
+        "raw_path": "/scope/caf%C3%A9",
+        "query_string": "q=1&r=%20",
+        "headers": [["host", "test"], ["x-custom", "Mixed Case"]],
+        "client": "127.0.0.1",
+        "server": server.port,
+    }
+    client.close()
 
 
 async def test_keep_alive_serves_two_requests_on_one_connection(
@@ -421,6 +454,21 @@ async def test_an_app_without_lifespan_is_served() -> None:
         client.request("/")
         assert (await client.response()).body == b"plain"
         client.close()
+
+
+async def test_a_failed_lifespan_startup_is_raised_and_nothing_listens() -> None:
+    """An app whose startup fails (Redis unreachable, say) must not be served half-started:
+    serve() raises the app's message and never reports a port."""
+
+    async def failing(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+    ports: list[int] = []
+    with pytest.raises(RuntimeError, match="the app's lifespan startup failed: no database"):
+        await asyncio.wait_for(serve(failing, ServerSettings(port=0), on_listening=ports.append), 5)
+    assert ports == []
 
 
 async def test_a_port_in_use_raises_after_the_lifespan_shut_down() -> None:
