@@ -322,6 +322,23 @@ async def test_a_request_body_reaches_the_app(echo: tuple[Echo, Running]) -> Non
     client.close()
 
 
+async def test_trailer_fields_are_not_taken_for_headers(echo: tuple[Echo, Running]) -> None:
+    """Fields after a chunked body (trailers) must stay out of the request's headers: a proxy
+    that vets headers may pass trailers on unvetted (RFC 9110, 6.5.1: keep them apart or
+    drop them). This server drops them."""
+    _, server = echo
+    client = await server.connect()
+    client.send(
+        b"POST /scope HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nhi\r\n0\r\nAuthorization: Bearer forged\r\nX-Trailer: 1\r\n\r\n"
+    )
+    seen = json.loads((await client.response()).body)
+    assert seen["headers"] == [["host", "t"], ["transfer-encoding", "chunked"]]
+    client.request("/sized")  # the connection goes on
+    assert (await client.response()).body == b"hello"
+    client.close()
+
+
 async def test_expect_100_continue_is_answered_before_the_body(
     echo: tuple[Echo, Running],
 ) -> None:

@@ -73,7 +73,7 @@ class ServerSettings:
         request_timeout: Seconds a client has to send a whole request (line, headers, body)
             once it starts one, and a new connection to start one; then 408 or a close.
         keepalive_timeout: Seconds an idle keep-alive connection is kept.
-        max_header_bytes: Largest request line plus headers; more gets 431.
+        max_header_bytes: Largest request line plus headers (and trailers); more gets 431.
         max_body_bytes: Largest request body; more gets 413.
         shutdown_timeout: Seconds requests still running at shutdown (after the app's drain)
             get before their connections are dropped.
@@ -258,13 +258,13 @@ class _Connection(asyncio.Protocol):
         "_body",
         "_body_bytes",
         "_continue",
-        "_head_arriving",
         "_header_bytes",
         "_headers",
         "_in_request",
+        "_in_trailers",
         "_next_when_writable",
+        "_quiet_bytes",
         "_refused",
-        "_requests_begun",
         "_url",
         "_writable",
         "chunked",
@@ -294,8 +294,8 @@ class _Connection(asyncio.Protocol):
         self._body_bytes = 0
         self._refused: _Refused | None = None  # a request this connection answers last
         self._in_request = False  # a request has begun and not yet fully arrived
-        self._requests_begun = 0
-        self._head_arriving: int | None = None  # bytes of a head still arriving, in whole reads
+        self._in_trailers = False  # its head is complete: header fields now are trailers
+        self._quiet_bytes = 0  # bytes read since the parser last reported anything
         self._continue = False  # a `100 Continue` owed once the request before is answered
         self._next_when_writable = False  # the next request waits for the client to read
         self.pending: deque[tuple[dict[str, Any], bytes, bool]] = deque()
@@ -320,7 +320,7 @@ class _Connection(asyncio.Protocol):
         parser = self.parser
         if parser is None:
             return  # a held stream, or a connection that is closing: nothing more is read
-        begun = self._requests_begun
+        progress = (self._header_bytes, self._body_bytes, len(self.pending))
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -330,12 +330,14 @@ class _Connection(asyncio.Protocol):
             refused = self._refused or _Refused(400, f"malformed HTTP request: {exc}")
             self._refuse(refused)
             return
-        if self._head_arriving is not None and begun == self._requests_begun:
-            # All of `data` belongs to a head that is still arriving. httptools keeps a header
-            # in its own buffer until its line ends, so on_header cannot count an endless one.
-            self._head_arriving += len(data)
-            if self._head_arriving > self.state.settings.max_header_bytes:
-                self._refuse(_Refused(431, "the request line and headers are too large"))
+        if progress != (self._header_bytes, self._body_bytes, len(self.pending)):
+            self._quiet_bytes = 0
+            return
+        # Nothing came of `data`. httptools keeps a header (or trailer) field in its own
+        # buffer until its line ends, so on_header cannot count an endless one: count here.
+        self._quiet_bytes += len(data)
+        if self._quiet_bytes > self.state.settings.max_header_bytes:
+            self._refuse(_Refused(431, "the request line and headers are too large"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -378,8 +380,7 @@ class _Connection(asyncio.Protocol):
         self._body = []
         self._body_bytes = 0
         self._in_request = True
-        self._requests_begun += 1
-        self._head_arriving = 0
+        self._in_trailers = False
         self._continue = False
         if self.exchange is None and not self.pending:
             self._arm(self.state.settings.request_timeout)  # was the keep-alive wait
@@ -390,10 +391,11 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count_header(len(name) + len(value) + 4)
-        self._headers.append((name.lower(), value))
+        if not self._in_trailers:  # trailers are dropped: never taken for headers
+            self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        self._head_arriving = None
+        self._in_trailers = True
         headers = self._headers
         if self.parser.should_upgrade() and (b"upgrade", b"websocket") in (
             (n, v.lower()) for n, v in headers

@@ -157,8 +157,43 @@ async def test_a_header_line_that_never_ends_meets_the_limit(
     the server's memory until the request timeout."""
     app, server = recorder
     client = await server.connect()
-    client.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-Endless: ")
+    client.send(b"GET / HTTP/1.1\r\nHost: t\r\n")
+    await asyncio.sleep(0.005)
+    client.send(b"X-Endless: ")
     for _ in range(20):  # 20 x 200 bytes: well over 1024, sent in pieces
+        await asyncio.sleep(0.005)
+        client.send(b"v" * 200)
+    await refused(client, 431, "too large")
+    assert app.requests == []
+
+
+async def test_a_long_header_under_the_limit_sent_in_pieces_is_served(
+    recorder: tuple[Recorder, Running],
+) -> None:
+    """The other side of the two cases around this one: a 900-byte header (the limit is
+    1024) that arrives 50 bytes at a time is not mistaken for an endless one."""
+    app, server = recorder
+    client = await server.connect()
+    raw = b"GET /long HTTP/1.1\r\nHost: t\r\nCookie: " + b"c" * 900 + b"\r\n\r\n"
+    for start in range(0, len(raw), 50):
+        client.send(raw[start : start + 50])
+        await asyncio.sleep(0.002)
+    response = await client.response()
+    assert (response.status, response.body) == (200, b"ok")
+    assert app.requests == ["GET /long"]
+    client.close()
+
+
+async def test_a_trailer_line_that_never_ends_meets_the_limit(
+    recorder: tuple[Recorder, Running],
+) -> None:
+    """The same for a field after a chunked body (a trailer), which httptools buffers too."""
+    app, server = recorder
+    client = await server.connect()
+    client.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+    await asyncio.sleep(0.005)
+    client.send(b"2\r\nhi\r\n0\r\nX-Endless: ")
+    for _ in range(20):
         await asyncio.sleep(0.005)
         client.send(b"v" * 200)
     await refused(client, 431, "too large")
