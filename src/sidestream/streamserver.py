@@ -76,7 +76,7 @@ class ServerSettings:
         max_header_bytes: Largest request line plus headers (and trailers); more gets 431.
         max_body_bytes: Largest request body; more gets 413.
         shutdown_timeout: Seconds requests still running at shutdown (after the app's drain)
-            get before their connections are dropped.
+            get before their connections are dropped and they are cancelled.
     """
 
     host: str = "127.0.0.1"
@@ -730,7 +730,7 @@ async def serve(
 
     Shutdown: stop accepting, run the app's lifespan shutdown (the stream service drains its
     streams there), close idle connections, give running requests `shutdown_timeout` seconds,
-    then drop what is left.
+    then drop their connections and cancel them; serve() returns once they have ended.
 
     Args:
         app: An ASGI app, such as [`create_app`][sidestream.service.create_app]'s.
