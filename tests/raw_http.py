@@ -23,6 +23,23 @@ from sidestream.streamserver import ServerSettings, serve
 TIMEOUT = 5.0
 
 
+class Clients:
+    """Clients a test opened, all closed at its end (`close_all`), whatever the test did."""
+
+    def __init__(self) -> None:
+        self.opened: list[RawClient] = []
+
+    async def connect(self, port: int, **options: Any) -> RawClient:
+        client = await RawClient.connect(port, **options)
+        self.opened.append(client)
+        return client
+
+    async def close_all(self) -> None:
+        for client in self.opened:
+            client.close()
+        await asyncio.sleep(0)  # the transports close on the next turn of the loop
+
+
 @dataclass
 class Running:
     """A server started by [`running`][]: its port, and the `stop` that shuts it down."""
@@ -30,9 +47,11 @@ class Running:
     port: int
     stop: asyncio.Event
     task: asyncio.Task[None]
+    clients: Clients = field(default_factory=Clients)
 
     async def connect(self, **options: Any) -> RawClient:
-        return await RawClient.connect(self.port, **options)
+        """A new client connection (closed when `running` ends, if the test did not)."""
+        return await self.clients.connect(self.port, **options)
 
 
 @contextlib.asynccontextmanager
@@ -61,8 +80,11 @@ async def running(app: Any, **settings: Any) -> AsyncIterator[Running]:
         yield server
     finally:
         stop.set()
-        async with asyncio.timeout(10):
-            await task
+        try:
+            async with asyncio.timeout(10):
+                await task
+        finally:
+            await server.clients.close_all()
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from raw_http import EventStream, RawClient
+from raw_http import Clients, EventStream
 
 from sidestream.bus import AsyncBus, connect_async
 from sidestream.testing import free_port, stop_process, wait_for_http
@@ -91,6 +91,13 @@ def command(app_dir: Path, port: int, *options: str) -> list[str]:
     ]
 
 
+@pytest.fixture
+async def clients() -> AsyncIterator[Clients]:
+    opened = Clients()
+    yield opened
+    await opened.close_all()
+
+
 @contextmanager
 def streamserver(
     app_dir: Path, redis_url: str, key_prefix: str, port: int, *options: str, name: str = "server"
@@ -121,20 +128,20 @@ def streamserver(
 
 
 async def test_events_published_on_redis_reach_a_stream(
-    app_dir: Path, redis_url: str, key_prefix: str, bus: AsyncBus
+    app_dir: Path, redis_url: str, key_prefix: str, bus: AsyncBus, clients: Clients
 ) -> None:
     """Through the real server process and real Redis: every event, in order, with its id;
     a resume with Last-Event-ID gets exactly the missed ones."""
     port = free_port()
     with streamserver(app_dir, redis_url, key_prefix, port):
-        stream = await EventStream.open(await RawClient.connect(port), "/events?channel=e2e")
+        stream = await EventStream.open(await clients.connect(port), "/events?channel=e2e")
         ids = [await bus.publish("e2e", f"n{n}") for n in range(20)]
         events = await stream.wait_events(20)
         assert [(e.data, e.id) for e in events] == [(f"n{n}", ids[n]) for n in range(20)]
         stream.client.close()
         missed = [await bus.publish("e2e", f"m{n}") for n in range(3)]
         resumed = await EventStream.open(
-            await RawClient.connect(port), "/events?channel=e2e", headers={"Last-Event-ID": ids[-1]}
+            await clients.connect(port), "/events?channel=e2e", headers={"Last-Event-ID": ids[-1]}
         )
         events = await resumed.wait_events(3)
         assert [(e.data, e.id) for e in events] == [(f"m{n}", missed[n]) for n in range(3)]
@@ -142,14 +149,14 @@ async def test_events_published_on_redis_reach_a_stream(
 
 
 async def test_sigterm_drains_open_streams_and_the_process_exits_0(
-    app_dir: Path, redis_url: str, key_prefix: str, bus: AsyncBus
+    app_dir: Path, redis_url: str, key_prefix: str, bus: AsyncBus, clients: Clients
 ) -> None:
     """SIGTERM: each open stream gets `event: close` (reason shutdown, the app's retry of
     1000 ms) and its end, and the process exits with status 0 within a few seconds."""
     port = free_port()
     with streamserver(app_dir, redis_url, key_prefix, port) as process:
         streams = [
-            await EventStream.open(await RawClient.connect(port), "/events?channel=bye", version=v)
+            await EventStream.open(await clients.connect(port), "/events?channel=bye", version=v)
             for v in ("1.1", "1.0")
         ]
         published = await bus.publish("bye", "last")
@@ -173,7 +180,7 @@ async def test_sigterm_drains_open_streams_and_the_process_exits_0(
 
 
 async def test_reuse_port_lets_two_processes_share_one_port(
-    app_dir: Path, redis_url: str, key_prefix: str, bus: AsyncBus
+    app_dir: Path, redis_url: str, key_prefix: str, bus: AsyncBus, clients: Clients
 ) -> None:
     """With --reuse-port a second process listens on the same port and the kernel spreads
     new connections over both; without it, the second cannot start. When one stops, the
@@ -196,7 +203,7 @@ async def test_reuse_port_lets_two_processes_share_one_port(
                 if len(pids) == 2:
                     break
             assert pids == {one.pid, two.pid}
-            stream = await EventStream.open(await RawClient.connect(port), "/events?channel=rp")
+            stream = await EventStream.open(await clients.connect(port), "/events?channel=rp")
             published = await bus.publish("rp", "to whichever process")
             [event] = await stream.wait_events(1)
             assert (event.data, event.id) == ("to whichever process", published)
