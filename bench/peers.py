@@ -850,8 +850,9 @@ def ensure_venv() -> None:
 
 def socket_write_frames() -> tuple[str, ...]:
     """The frames ("path:line)") where the service hands bytes to a socket: sidestream's fast
-    path, its own server and uvicorn's send. py-spy puts the time of the C call (uvloop's write, the kernel's
-    send) on that Python line, so these are found in the installed sources, not typed here."""
+    path, its own server and uvicorn's send. py-spy puts the time of the C call (uvloop's
+    write, the kernel's send) on that Python line, so these are found in the installed
+    sources, not typed here."""
     import uvicorn.protocols.http.httptools_impl as uvicorn_http
 
     import sidestream.servers
