@@ -501,6 +501,48 @@ async def test_a_port_in_use_raises_after_the_lifespan_shut_down() -> None:
     assert app.events == ["lifespan.startup", "lifespan.shutdown"]
 
 
+async def test_cancelling_serve_leaves_nothing_running() -> None:
+    """serve() cancelled by whoever runs it (a test's timeout, a supervisor), not stopped:
+    the port stops accepting and the app's lifespan shuts down (its hub, its Redis
+    connection) before the cancellation propagates."""
+    app = Echo()
+    listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        serve(app, ServerSettings(port=0), stop=asyncio.Event(), on_listening=listening.set_result)
+    )
+    port = await asyncio.wait_for(listening, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert app.events == ["lifespan.startup", "lifespan.shutdown"]
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_a_fault_of_the_server_while_reading_is_a_logged_500(
+    echo: tuple[Echo, Running], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception inside httptools' callbacks that is not a refusal of the client's
+    request is the server's fault: the client gets a 500 (not a 400 blaming it), and the
+    error is logged with its traceback."""
+    _, server = echo
+
+    def broken(*args: Any) -> Any:
+        raise LookupError("a bug while building the scope")
+
+    monkeypatch.setattr("sidestream.streamserver._Connection._scope", broken)
+    client = await server.connect()
+    client.request("/sized")
+    failed = await client.response()
+    assert failed.status == 500
+    assert failed.json()["description"] == "the server failed to read this request"
+    assert await client.closed()
+    errors = [r for r in caplog.records if r.name == "sidestream.streamserver"]
+    assert [(r.getMessage(), r.exc_info and r.exc_info[0]) for r in errors] == [
+        ("failed on a request", LookupError)
+    ]
+
+
 async def test_stop_lets_a_running_request_finish() -> None:
     """A request running when `stop` is set is answered whole, told `Connection: close`, and
     its connection closed; then serve() returns."""

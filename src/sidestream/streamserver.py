@@ -38,7 +38,6 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -298,7 +297,9 @@ class _Connection(asyncio.Protocol):
         self._quiet_bytes = 0  # bytes read since the parser last reported anything
         self._continue = False  # a `100 Continue` owed once the request before is answered
         self._next_when_writable = False  # the next request waits for the client to read
-        self.pending: deque[tuple[dict[str, Any], bytes, bool]] = deque()
+        # Requests read while another is answered (pipelining; reading pauses after one). A
+        # list, not a deque: an empty deque is 600 bytes more, and a held stream keeps this.
+        self.pending: list[tuple[dict[str, Any], bytes, bool]] = []
         self.exchange: _Exchange | None = None
         self.task: asyncio.Task[None] | None = None
         self.paused = False
@@ -325,6 +326,12 @@ class _Connection(asyncio.Protocol):
             parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self.parser = None  # what follows is another protocol: answer, then close
+            return
+        except httptools.HttpParserCallbackError as exc:
+            if self._refused is None:  # not a refusal: a fault of this server, not the client's
+                log.error("failed on a request", exc_info=exc.__context__ or exc)
+                self._refused = _Refused(500, "the server failed to read this request")
+            self._refuse(self._refused)
             return
         except httptools.HttpParserError as exc:
             refused = self._refused or _Refused(400, f"malformed HTTP request: {exc}")
@@ -478,7 +485,7 @@ class _Connection(asyncio.Protocol):
     def _run_next(self) -> None:
         if self.lost or not self.pending:
             return
-        scope, body, keep = self.pending.popleft()
+        scope, body, keep = self.pending.pop(0)
         exchange = self.exchange = _Exchange(self, scope, body, keep and self.parser is not None)
         task = self.task = self.state.loop.create_task(self._serve(exchange))
         self.state.tasks.add(task)
@@ -527,6 +534,7 @@ class _Connection(asyncio.Protocol):
         if self.paused:
             self._next_when_writable = True
             transport.pause_reading()
+            self._arm(self.state.settings.request_timeout)  # to take its answers
         elif self.pending:
             self._run_next()
         elif self._refused is not None:  # a later request was refused while this one ran
@@ -578,7 +586,10 @@ class _Connection(asyncio.Protocol):
 
     def _timed_out(self) -> None:
         self.timer = None
-        if self._in_request:  # partway through a request
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size():
+            self._abort()  # it does not read its answers: a close would wait for them forever
+        elif self._in_request:  # partway through a request
             self._refuse(_Refused(408, "the request did not arrive in time"))
         else:
             self.close()  # idle: a new or keep-alive connection that sent nothing
@@ -765,15 +776,17 @@ async def serve(
         for sock in server.sockets:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info("serving on http://%s:%d", settings.host, port)
-        if on_listening is not None:
-            on_listening(port)
-        await stop.wait()
-        log.info("shutting down: draining streams")
-        server.close()
-        state.shutting_down = True
-        await lifespan.shutdown()
-        await _close_connections(state, settings.shutdown_timeout)
-        await server.wait_closed()
+        try:
+            if on_listening is not None:
+                on_listening(port)
+            await stop.wait()
+            log.info("shutting down: draining streams")
+        finally:  # also when serve() itself is cancelled: nothing it started stays running
+            server.close()
+            state.shutting_down = True
+            await lifespan.shutdown()
+            await _close_connections(state, settings.shutdown_timeout)
+            await server.wait_closed()
     finally:
         restore()
 

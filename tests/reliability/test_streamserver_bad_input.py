@@ -287,27 +287,48 @@ async def test_a_bad_request_pipelined_behind_a_good_one_is_answered_after_it(
     assert app.requests == ["GET /slow"]
 
 
-async def test_a_client_that_pipelines_without_reading_gets_no_more_than_it_reads(
+async def test_a_client_that_pipelines_without_reading_gets_no_more_than_it_reads() -> None:
+    """500 requests for 64 KB answers in one write, from a client that reads nothing for a
+    while (less than the request timeout): the server answers only while the client takes the
+    answers (else it would buffer 32 MB for it, and more with every write). Once the client
+    reads, every answer comes, in order."""
+    app = Recorder()
+    async with running(app, **{**SETTINGS, "request_timeout": 5.0}) as server:
+        client = await server.connect(receive_buffer=4096)
+        client.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n" * 500)
+        await eventually(lambda: len(app.requests) > 0)
+        await asyncio.sleep(0.5)
+        assert len(app.requests) < 250, f"{len(app.requests)} answers for a client not reading"
+        for n in range(1, 501):
+            response = await client.response()
+            assert (response.status, response.body[:6], len(response.body)) == (
+                200,
+                b"%06d" % n,
+                6 + BIG,
+            )
+        assert len(app.requests) == 500
+        client.close()
+
+
+async def test_a_client_that_never_reads_its_answers_is_dropped_after_the_timeout(
     recorder: tuple[Recorder, Running],
 ) -> None:
-    """500 requests for 64 KB answers in one write, from a client that reads nothing: the
-    server answers only while the client takes the answers (else it would buffer 32 MB for
-    it, and more with every write). Once the client reads, every answer comes, in order."""
+    """The same client, reading nothing at all: its connection is dropped once it has taken
+    nothing for the request timeout (a close would wait for the unread answers forever), and
+    the server stops answering it."""
     app, server = recorder
     client = await server.connect(receive_buffer=4096)
     client.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n" * 500)
     await eventually(lambda: len(app.requests) > 0)
-    await asyncio.sleep(0.5)
-    assert len(app.requests) < 250, f"{len(app.requests)} answers made for a client not reading"
-    for n in range(1, 501):
-        response = await client.response()
-        assert (response.status, response.body[:6], len(response.body)) == (
-            200,
-            b"%06d" % n,
-            6 + BIG,
-        )
-    assert len(app.requests) == 500
-    client.close()
+    await asyncio.sleep(1.0)  # over three times the request timeout, reading nothing
+    made = len(app.requests)
+    assert made < 250
+    answers = 0
+    with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+        while True:  # what reached the client's buffers, then the reset
+            await client.response()
+            answers += 1
+    assert answers < made == len(app.requests)
 
 
 async def test_an_upgrade_to_another_protocol_is_answered_then_closed(
