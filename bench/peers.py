@@ -855,12 +855,12 @@ def socket_write_frames() -> tuple[str, ...]:
     sources, not typed here."""
     import uvicorn.protocols.http.httptools_impl as uvicorn_http
 
+    import sidestream.http_connection
     import sidestream.servers
-    import sidestream.streamserver
 
     frames = []
     for module, short in ((sidestream.servers, "sidestream/servers.py"),
-                          (sidestream.streamserver, "sidestream/streamserver.py"),
+                          (sidestream.http_connection, "sidestream/http_connection.py"),
                           (uvicorn_http, "uvicorn/protocols/http/httptools_impl.py")):  # fmt: skip
         text = Path(module.__file__ or "").read_text()
         for number, line in enumerate(text.splitlines(), start=1):
@@ -881,7 +881,10 @@ CATEGORIES = [  # first match wins, tested against each frame of a stack from th
     ("SSE encoding (sidestream.sse)", ("sidestream/sse",)),
     ("Falcon (ASGI app, response streaming)", ("falcon/",)),
     ("uvicorn and httptools (per connection)", ("uvicorn/", "httptools")),
-    ("sidestream's own server (sidestream.streamserver)", ("sidestream/streamserver",)),
+    (
+        "sidestream's own server (sidestream.streamserver)",
+        ("sidestream/streamserver", "sidestream/http_connection"),
+    ),
     ("sidestream, other", ("sidestream/",)),
     ("asyncio and uvloop (scheduling, sockets)", ("asyncio/", "uvloop")),
 ]

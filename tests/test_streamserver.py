@@ -530,7 +530,7 @@ async def test_a_fault_of_the_server_while_reading_is_a_logged_500(
     def broken(*args: Any) -> Any:
         raise LookupError("a bug while building the scope")
 
-    monkeypatch.setattr("sidestream.streamserver._Connection._scope", broken)
+    monkeypatch.setattr("sidestream.http_connection.HttpConnection._scope", broken)
     client = await server.connect()
     client.request("/sized")
     failed = await client.response()
