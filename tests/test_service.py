@@ -17,6 +17,7 @@ from typing import Any
 import fakeredis
 import falcon.testing
 import pytest
+from service_apps import make_app
 
 from sidestream.access import Grant, allow_all, allow_everyone
 from sidestream.bus import AsyncBus, connect_async
@@ -35,17 +36,6 @@ eventually = functools.partial(wait_until_async, timeout=3.0)
 @pytest.fixture
 def bus(async_bus: AsyncBus) -> AsyncBus:
     return async_bus
-
-
-def make_app(bus: AsyncBus, **options: Any) -> StreamApp:
-    hub = Hub(
-        bus,
-        heartbeat=options.pop("heartbeat", 60),
-        queue_size=options.pop("queue_size", 256),
-        cutoff_grace=options.pop("cutoff_grace", 5.0),
-    )
-    options.setdefault("authorize", allow_everyone)  # public channels, said by name
-    return create_app(hub=hub, drain_on_signal=False, **options)
 
 
 @pytest.fixture

@@ -17,11 +17,10 @@ from typing import Any
 
 import pytest
 from raw_http import EventStream, RawClient, Running, running
+from service_apps import make_app
 
-from sidestream.access import allow_everyone
 from sidestream.bus import AsyncBus
-from sidestream.hub import Hub
-from sidestream.service import StreamApp, create_app
+from sidestream.service import StreamApp
 from sidestream.streamserver import ServerSettings, serve
 from sidestream.testing import wait_until_async
 from sidestream.tokens import StreamTokens, authorizer
@@ -33,17 +32,6 @@ eventually = functools.partial(wait_until_async, timeout=3.0)
 @pytest.fixture
 def bus(async_bus: AsyncBus) -> AsyncBus:
     return async_bus
-
-
-def make_app(bus: AsyncBus, **options: Any) -> StreamApp:
-    hub = Hub(
-        bus,
-        heartbeat=options.pop("heartbeat", 60),
-        queue_size=options.pop("queue_size", 256),
-        cutoff_grace=options.pop("cutoff_grace", 5.0),
-    )
-    options.setdefault("authorize", allow_everyone)  # public channels, said by name
-    return create_app(hub=hub, drain_on_signal=False, **options)
 
 
 @pytest.fixture

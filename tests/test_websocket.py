@@ -19,11 +19,11 @@ from typing import Any
 import falcon
 import falcon.testing
 import pytest
+import service_apps
 
 from sidestream.access import Grant
 from sidestream.bus import AsyncBus, connect_async
 from sidestream.errors import Forbidden, InvalidArgument
-from sidestream.hub import Hub
 from sidestream.service import StreamApp, create_app
 from sidestream.testing import wait_until_async
 from sidestream.tokens import StreamTokens, authorizer
@@ -42,15 +42,9 @@ def bus(async_bus: AsyncBus) -> AsyncBus:
 
 
 def make_app(bus: AsyncBus, **options: Any) -> StreamApp:
-    hub = Hub(
-        bus,
-        heartbeat=60,
-        queue_size=options.pop("queue_size", 256),
-        cutoff_grace=options.pop("cutoff_grace", 5.0),
-        ping_interval=1.0,  # a failing test's hub stops within this (redis-py swallows a cancel)
-    )
     options.setdefault("authorize", authorizer(TOKENS))
-    return create_app(hub=hub, drain_on_signal=False, cors_origins=[ORIGIN], **options)
+    # A failing test's hub stops within the ping interval (redis-py swallows a cancel).
+    return service_apps.make_app(bus, ping_interval=1.0, cors_origins=[ORIGIN], **options)
 
 
 def token(
