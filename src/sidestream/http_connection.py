@@ -160,7 +160,7 @@ class Exchange:
                     self._complete()
                 return
             if body and not self.head:
-                conn.write(b"%x\r\n%b\r\n" % (len(body), body) if self.chunked else body)
+                conn.write(http_chunk(body) if self.chunked else body)
             if not more:
                 if self.chunked:
                     conn.write(_LAST_CHUNK)
@@ -323,11 +323,8 @@ class HttpConnection(asyncio.Protocol):
         writable = self._writable
         if writable is not None and not writable.done():
             writable.set_result(None)
-        sub = self.held
-        if sub is not None and not self.ended:
-            self.ended = True
-            sub.close(drop_queue=True, reason="gone")
-            self._finish(sub)
+        if self.held is not None and not self.ended:
+            self._gone(self.held)
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -467,7 +464,7 @@ class HttpConnection(asyncio.Protocol):
             log.exception("the app failed on %s %s", scope["method"], scope["path"])
             failed = True
         except asyncio.CancelledError:
-            self._abort()
+            self.abort()
             raise
         finally:
             self.task = None
@@ -482,7 +479,7 @@ class HttpConnection(asyncio.Protocol):
             # under the generic adapter, whose request it cancelled).
             if not (failed or self.lost or scope.get(ABORTED)):
                 log.error("the app returned before its response to %s ended", scope["path"])
-            self._abort()  # the body cannot be completed
+            self.abort()  # the body cannot be completed
         elif self.held is not None:
             pass  # the connection now belongs to the stream
         elif not exchange.keep_alive or self.state.shutting_down:
@@ -555,7 +552,7 @@ class HttpConnection(asyncio.Protocol):
         self.timer = None
         transport = self.transport
         if transport is not None and transport.get_write_buffer_size():
-            self._abort()  # it does not read its answers: a close would wait for them forever
+            self.abort()  # it does not read its answers: a close would wait for them forever
         elif self._in_request:  # partway through a request
             self._refuse(_Refused(408, "the request did not arrive in time"))
         else:
@@ -579,7 +576,8 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
+        """Drop the connection (a client that stopped reading, a body that cannot end)."""
         self.parser = None
         if self.transport is not None:
             self.transport.abort()
@@ -597,9 +595,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers, self._url = [], b""
         self.pending.clear()
         if self.lost:
-            self.ended = True
-            sub.close(drop_queue=True, reason="gone")
-            self._finish(sub)
+            self._gone(sub)
             return
         self.chunked = exchange.chunked
         # A request pipelined behind this one paused reading; read again (what comes is
@@ -634,13 +630,15 @@ class HttpConnection(asyncio.Protocol):
             if self.paused:
                 return
 
-    def abort(self) -> None:
-        """Drop the connection (a client that stopped reading)."""
-        self._abort()
-
     def is_lost(self) -> bool:
         """True once the client has gone."""
         return self.lost
+
+    def _gone(self, sub: Subscriber) -> None:
+        """The held stream's client left: close its subscriber and finish it."""
+        self.ended = True
+        sub.close(drop_queue=True, reason="gone")
+        self._finish(sub)
 
     def _finish(self, sub: Subscriber) -> None:
         finish, self.finish = self.finish, None

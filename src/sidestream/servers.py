@@ -204,9 +204,9 @@ class HeldConnection(Connection):
 
     def hold(self, sub: Subscriber, finish: Callable[[Subscriber], None]) -> None:
         server_connection = self.server_connection
-        # What the stream keeps must not keep this request (its scope, its task) alive.
+        # What the stream keeps must not keep this request (its scope, its task) alive: the
+        # route's abort closes over this adapter. (`sub.gone` is already `is_lost`.)
         sub.abort = server_connection.abort
-        sub.gone = server_connection.is_lost
         server_connection.hold(sub, finish)
 
     def abort(self) -> bool:

@@ -30,7 +30,6 @@ import contextlib
 import importlib
 import logging
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -159,8 +158,6 @@ async def serve(
             await lifespan.shutdown()
             raise
         port = int(server.sockets[0].getsockname()[1])
-        for sock in server.sockets:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info("serving on http://%s:%d", settings.host, port)
         try:
             if on_listening is not None:
